@@ -1,0 +1,74 @@
+// swift-tools-version: 6.1
+// vhost-user-pvz: a vhost-user back-end that gives QEMU guests a
+// para-virtualized PowerVR-style GPU (PVZ). One module per concern; see docs/architecture.md.
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "vhost-user-pvz",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "vhost-user-pvz", targets: ["vhost-user-pvz"]),
+        .executable(name: "pvzctl", targets: ["pvzctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    ],
+    targets: [
+        // C where Swift cannot reach: SCM_RIGHTS cmsg, memfd, eventfd, fences.
+        .target(name: "CPVZShim"),
+        // libfdt from Debian's libfdt-dev (no pkg-config file there).
+        .systemLibrary(name: "CLibFDT", providers: [.apt(["libfdt-dev"])]),
+        // libvirt's C API from libvirt-dev.
+        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+
+        // Guest memory (vhost-user memory table) and the split virtqueue.
+        .target(name: "Virtqueue", dependencies: ["CPVZShim"], swiftSettings: swiftSettings),
+        // The vhost-user back-end engine: socket, messages, vrings, event loop. Knows no PVZ.
+        .target(name: "VhostUser", dependencies: [
+            "CPVZShim", "Virtqueue",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "SystemPackage", package: "swift-system"),
+        ], swiftSettings: swiftSettings),
+        // Host PVZ server: wire structs, the 10 functions, OSIDs, heap ledger, config policy.
+        .target(name: "PVZServer", swiftSettings: swiftSettings),
+        // Emulated GPU: register bank, events, firmware command ring, scheduler.
+        .target(name: "GPUModel", dependencies: ["CPVZShim"], swiftSettings: swiftSettings),
+        // Device-tree overlays over libfdt.
+        .target(name: "DeviceTree", dependencies: ["CLibFDT"], swiftSettings: swiftSettings),
+        // VM manager control plane: control-socket protocol, libvirt listener.
+        .target(name: "VMManager", dependencies: [
+            "CPVZShim", "CLibvirt",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+        // The PVZ device on the engine plus daemon wiring (config, guests, control).
+        .target(name: "PVZDaemon", dependencies: [
+            "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "DeviceTree", "VMManager", "CPVZShim",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+        .executableTarget(name: "vhost-user-pvz", dependencies: [
+            "PVZDaemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+        .executableTarget(name: "pvzctl", dependencies: [
+            "VMManager",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: swiftSettings),
+
+        .testTarget(name: "VirtqueueTests", dependencies: ["Virtqueue", "CPVZShim"], swiftSettings: swiftSettings),
+        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtqueue", "CPVZShim"], swiftSettings: swiftSettings),
+        .testTarget(name: "PVZServerTests", dependencies: ["PVZServer"], swiftSettings: swiftSettings),
+        .testTarget(name: "GPUModelTests", dependencies: ["GPUModel"], swiftSettings: swiftSettings),
+        .testTarget(name: "DeviceTreeTests", dependencies: ["DeviceTree", "CLibFDT"], swiftSettings: swiftSettings),
+        .testTarget(name: "VMManagerTests", dependencies: ["VMManager", "CLibvirt"], swiftSettings: swiftSettings),
+        .testTarget(name: "PVZDaemonTests", dependencies: [
+            "PVZDaemon", "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "VMManager", "CPVZShim",
+        ], swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,1 @@
+print("pvzctl: not yet built")

@@ -1,0 +1,1 @@
+print("vhost-user-pvz: not yet built")
