@@ -38,12 +38,12 @@ let package = Package(
         // Host PVZ server: wire structs, the 10 functions, OSIDs, heap ledger, config policy.
         .target(name: "PVZServer", swiftSettings: swiftSettings),
         // Emulated GPU: register bank, events, firmware command ring, scheduler.
-        .target(name: "GPUModel", dependencies: ["CPVZShim"], swiftSettings: swiftSettings),
+        .target(name: "GPUModel", dependencies: ["CPVZShim", "PVZServer"], swiftSettings: swiftSettings),
         // Device-tree overlays over libfdt.
         .target(name: "DeviceTree", dependencies: ["CLibFDT"], swiftSettings: swiftSettings),
         // VM manager control plane: control-socket protocol, libvirt listener.
         .target(name: "VMManager", dependencies: [
-            "CPVZShim", "CLibvirt",
+            "CPVZShim", "CLibvirt", "PVZServer",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         // The PVZ device on the engine plus daemon wiring (config, guests, control).
@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "VirtqueueTests", dependencies: ["Virtqueue", "CPVZShim"], swiftSettings: swiftSettings),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtqueue", "CPVZShim"], swiftSettings: swiftSettings),
         .testTarget(name: "PVZServerTests", dependencies: ["PVZServer"], swiftSettings: swiftSettings),
-        .testTarget(name: "GPUModelTests", dependencies: ["GPUModel"], swiftSettings: swiftSettings),
+        .testTarget(name: "GPUModelTests", dependencies: ["GPUModel", "PVZServer"], swiftSettings: swiftSettings),
         .testTarget(name: "DeviceTreeTests", dependencies: ["DeviceTree", "CLibFDT"], swiftSettings: swiftSettings),
         .testTarget(name: "VMManagerTests", dependencies: ["VMManager", "CLibvirt"], swiftSettings: swiftSettings),
         .testTarget(name: "PVZDaemonTests", dependencies: [
