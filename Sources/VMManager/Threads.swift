@@ -43,12 +43,14 @@ public struct SystemError: Error, CustomStringConvertible, Equatable {
 /// Glibc alone).
 final class Locked<Value>: @unchecked Sendable {
     private var value: Value
-    private var mutex = pthread_mutex_t()
-    init(_ value: Value) { self.value = value; pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
+    // Heap-allocated: a pthread mutex must not move, and Swift may move
+    // stored properties.
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    init(_ value: Value) { self.value = value; pthread_mutex_init(mutex, nil) }
+    deinit { pthread_mutex_destroy(mutex); mutex.deallocate() }
     func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         return try body(&value)
     }
 }
