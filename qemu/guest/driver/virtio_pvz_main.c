@@ -617,12 +617,19 @@ static __poll_t pvz_poll(struct file *f, poll_table *wait)
 	return mask;
 }
 
+/* A heap mapping may be split by a partial munmap: every piece below the
+ * register window counts as a user of the heap. */
+static bool pvz_vma_is_heap(struct vm_area_struct *vma)
+{
+	return vma->vm_pgoff < (PVZ_MMAP_REGS >> PAGE_SHIFT);
+}
+
 static void pvz_vma_open(struct vm_area_struct *vma)
 {
 	struct pvz_dev *p = vma->vm_private_data;
 
 	kref_get(&p->ref);
-	if (vma->vm_pgoff == 0) {
+	if (pvz_vma_is_heap(vma)) {
 		mutex_lock(&p->heap_lock);
 		p->heap_user_maps++;
 		mutex_unlock(&p->heap_lock);
@@ -633,7 +640,7 @@ static void pvz_vma_close(struct vm_area_struct *vma)
 {
 	struct pvz_dev *p = vma->vm_private_data;
 
-	if (vma->vm_pgoff == 0) {
+	if (pvz_vma_is_heap(vma)) {
 		mutex_lock(&p->heap_lock);
 		p->heap_user_maps--;
 		mutex_unlock(&p->heap_lock);
