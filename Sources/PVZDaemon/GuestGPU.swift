@@ -19,6 +19,11 @@ public final class GuestGPU: @unchecked Sendable {
         self.bvnc = bvnc
     }
 
+    public struct Counters: Sendable { public var kicks: UInt64 = 0, commands: UInt64 = 0, faults: UInt64 = 0, events: UInt64 = 0, eventsDropped: UInt64 = 0 }
+    public var counters: Counters { Counters() }
+    public var firmwareState: String { firmwareRunning ? "running" : "stopped" }
+    public func stopFirmware(timeoutSeconds: Double) -> Bool { true }
+    public func parametersChanged(_ p: VMMParameters) {}
     public func vmOnline(priority: UInt32) {}
     public func vmOffline() { running.store(false, ordering: .releasing) }
     public func attachMemory(_ memory: GuestMemory) {}

@@ -1,5 +1,6 @@
 import CPVZShim
 import Logging
+import Synchronization
 import Virtqueue
 #if canImport(Glibc)
 import Glibc
@@ -46,7 +47,13 @@ public final class Backend: BackendContext {
         return p
     }
 
-    init(device: VhostUserDevice, socketFD: Int32, epoll: Epoll, kickTagBase: UInt64, logger: Logger) {
+    let stats: EngineStats
+
+    init(device: VhostUserDevice, socketFD: Int32, epoll: Epoll, kickTagBase: UInt64, logger: Logger, stats: EngineStats) {
+        self.stats = stats
+        stats.deviceStatus.store(0, ordering: .relaxed)
+        stats.ackedFeatures.store(0, ordering: .relaxed)
+        stats.needsReset.store(false, ordering: .relaxed)
         self.device = device
         self.socketFD = socketFD
         self.epoll = epoll
@@ -117,9 +124,11 @@ public final class Backend: BackendContext {
         }
         let payload = UnsafeRawBufferPointer(rebasing: buffer[MessageHeader.size ..< MessageHeader.size + Int(header.size)])
         messageCounts[header.request, default: 0] += 1
+        stats.messages.add(1, ordering: .relaxed)
 
         guard let request = FrontEndRequest(rawValue: header.request) else {
             protocolErrors += 1
+            stats.protocolErrors.add(1, ordering: .relaxed)
             logger.warning("unknown vhost-user request \(header.request) (size \(header.size), \(received.count) fds): refused")
             if header.needsReply && ackedProtocolFeatures.contains(.replyAck) { sendAck(header, success: false) }
             return true
@@ -133,6 +142,7 @@ public final class Backend: BackendContext {
             if header.needsReply && ackedProtocolFeatures.contains(.replyAck) && !request.hasReply { sendAck(header, success: true) }
         case .failed(let why):
             protocolErrors += 1
+            stats.protocolErrors.add(1, ordering: .relaxed)
             logger.warning("\(request.name) refused: \(why)")
             if request.hasReply {
                 sendReply(header, payloadSize: 0)  // an empty reply: the front-end sees the size mismatch
@@ -255,6 +265,7 @@ public final class Backend: BackendContext {
         let unknown = f & ~offeredFeatures
         if unknown != 0 { return .failed("features 0x\(String(f, radix: 16)) include bits 0x\(String(unknown, radix: 16)) never offered (offered 0x\(String(offeredFeatures, radix: 16)))") }
         ackedFeatures = f
+        stats.ackedFeatures.store(f, ordering: .relaxed)
         for v in vrings where v.queue != nil {
             v.queue!.eventIdx = f & RingFeature.eventIdx != 0
             v.queue!.indirect = f & RingFeature.indirectDesc != 0
@@ -523,6 +534,7 @@ public final class Backend: BackendContext {
         guard v <= 0xff else { return .failed("status 0x\(String(v, radix: 16)) does not fit in 8 bits") }
         let old = deviceStatus
         deviceStatus = UInt8(v)
+        stats.deviceStatus.store(deviceStatus, ordering: .relaxed)
         if v == 0 { resetAll() } else { device.statusChanged(from: old, to: deviceStatus, self) }
         return .ok
     }
@@ -538,6 +550,8 @@ public final class Backend: BackendContext {
             v.brokenReason = nil
         }
         deviceStatus = 0
+        stats.deviceStatus.store(0, ordering: .relaxed)
+        stats.needsReset.store(false, ordering: .relaxed)
         device.reset(self)
     }
 
@@ -550,6 +564,7 @@ public final class Backend: BackendContext {
             logger.error("queue \(queue) broken, device needs reset: \(reason)")
         }
         v.brokenReason = reason
+        stats.needsReset.store(true, ordering: .relaxed)
         if v.kickFD >= 0 { epoll.remove(v.kickFD) }
         if v.errFD >= 0 { EventFD.signal(v.errFD) }
         sendConfigChange()

@@ -24,6 +24,8 @@ public final class VhostUserServer: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let connectedFlag = Atomic<Bool>(false)
     private let connectionsServed = Atomic<Int>(0)
+    /// Connection state for other threads to read.
+    public let stats = EngineStats()
     /// The live connection; only the server thread touches it.
     public private(set) var backend: Backend?
 
@@ -98,7 +100,7 @@ public final class VhostUserServer: @unchecked Sendable {
         }
         var l = logger
         l[metadataKey: "conn"] = "\(connectionsServed.load(ordering: .relaxed) + 1)"
-        let b = Backend(device: device, socketFD: fd, epoll: epoll, kickTagBase: Self.tagKickBase, logger: l)
+        let b = Backend(device: device, socketFD: fd, epoll: epoll, kickTagBase: Self.tagKickBase, logger: l, stats: stats)
         do { try epoll.add(fd, tag: Self.tagConnection) } catch {
             logger.error("cannot watch the front-end socket: \(error)")
             close(fd)
@@ -119,6 +121,7 @@ public final class VhostUserServer: @unchecked Sendable {
         close(b.socketFD)
         backend = nil
         connectedFlag.store(false, ordering: .releasing)
+        stats.deviceStatus.store(0, ordering: .relaxed)
         let counts = b.messageCounts.sorted { $0.key < $1.key }
             .map { "\(FrontEndRequest(rawValue: $0.key)?.name ?? "#\($0.key)")=\($0.value)" }.joined(separator: " ")
         logger.info("front-end disconnected; messages seen: \(counts)")
