@@ -58,6 +58,11 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
+        // scripts/bench: the hot path's figures (a benchmark, not a test).
+        .executableTarget(name: "pvz-bench", dependencies: [
+            "PVZDaemon", "PVZServer", "TestFrontEnd", "VhostUser", "CPVZShim",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         .executableTarget(name: "pvzctl", dependencies: [
             "VMManager",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

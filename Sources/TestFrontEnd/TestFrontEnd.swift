@@ -297,12 +297,20 @@ public final class DriverQueue {
 
     public var usedIdx: UInt16 { pvz_load_acquire_u16(fe.host(usedGPA + 2)) }
 
+    /// EVENT_IDX: ask for an interrupt when the next used element appears.
+    @inline(__always)
+    public func armUsedEvent() {
+        pvz_store_release_u16(fe.host(availGPA + 4 + 2 * UInt64(size)), lastUsed)
+        pvz_fence_seq_cst()
+    }
+
     /// Next used element (id, len), waiting up to `timeoutMs` on the call eventfd.
     public func waitUsed(timeoutMs: Int32 = 2000) -> (UInt32, UInt32)? {
         var waited: Int32 = 0
+        armUsedEvent()
         while usedIdx == lastUsed {
             var pfd = pollfd(fd: call.fd, events: Int16(POLLIN), revents: 0)
-            let step: Int32 = 50
+            let step: Int32 = 100
             if poll(&pfd, 1, step) > 0 { call.drain() }
             waited += step
             if waited >= timeoutMs && usedIdx == lastUsed { return nil }
@@ -312,10 +320,15 @@ public final class DriverQueue {
         return (fe.load(e, as: UInt32.self), fe.load(e + 4, as: UInt32.self))
     }
 
-    /// Busy-waits on the used ring only (benchmark: no poll syscall).
+    /// Blocks on the call eventfd until the next used element (benchmark path).
     @inline(__always)
-    public func spinUsed() -> UInt32 {
-        while usedIdx == lastUsed {}
+    public func blockUsed() -> UInt32 {
+        armUsedEvent()
+        while usedIdx == lastUsed {
+            var pfd = pollfd(fd: call.fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&pfd, 1, 1000)
+            call.drain()
+        }
         let e = usedGPA + 4 + 8 * UInt64(lastUsed % size)
         lastUsed &+= 1
         return fe.load(e + 4, as: UInt32.self)
