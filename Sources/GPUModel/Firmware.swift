@@ -35,6 +35,8 @@ public enum FirmwareFault: UInt32, Sendable, Equatable {
     case ringTooLarge = 5
     case writeOffsetOutOfRing = 6
     case writeOffsetUnaligned = 7
+    /// The kickq buffer was not 8 bytes or had flags set (detail: its length).
+    case badKick = 8
     // one command
     case unknownOp = 16
     case reservedFlags = 17

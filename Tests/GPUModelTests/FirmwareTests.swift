@@ -191,3 +191,36 @@ func run(_ fw: inout Firmware, _ h: Heap, upTo w: UInt32, clock: UInt64 = 1000) 
         #expect(r.result.commandsRun == 2 && r.result.completedSeq == 3)
     }
 }
+
+@Suite struct FirmwareInstanceTests {
+    @Test func kickFixtureAndValidation() {
+        let bytes: [UInt8] = [0x40, 0x01, 0, 0, 0, 0, 0, 0]
+        #expect(bytes.withUnsafeBytes { KickRequest.decode(from: $0) } == KickRequest(writeOffset: 0x140))
+        var out = [UInt8](repeating: 0xEE, count: 8)
+        #expect(out.withUnsafeMutableBytes { KickRequest(writeOffset: 0x140).encode(into: $0) })
+        #expect(out == bytes)
+        #expect([UInt8](repeating: 0, count: 7).withUnsafeBytes { KickRequest.decode(from: $0) } == nil)
+        #expect([UInt8](repeating: 0, count: 9).withUnsafeBytes { KickRequest.decode(from: $0) } == nil)
+    }
+
+    @Test func attachKickDetach() {
+        let bank = RegisterBank(osid: OSID(2))
+        let fw = FirmwareInstance(bank: bank)
+        let h = Heap(ringSize: 256)
+        h.command(at: 0, op: 1, seq: 7, arg0: 0x2000, arg1: 99)
+        let kick: [UInt8] = [32, 0, 0, 0, 0, 0, 0, 0]
+        #expect(kick.withUnsafeBytes { fw.kick($0) } == nil)   // not attached yet
+        fw.attach(heap: h.buf)
+        #expect(bank.status.contains([.running, .heapMapped]))
+        let r = kick.withUnsafeBytes { fw.kick($0) }
+        #expect(r?.completedSeq == 7 && h.get64(0x2000) == 99)
+        #expect(bank.nextEvent() == GPUEvent(type: .firmware, code: 0, value: 7))
+        // Flags set: refused with a fault event, nothing run.
+        let bad: [UInt8] = [64, 0, 0, 0, 1, 0, 0, 0]
+        #expect(bad.withUnsafeBytes { fw.kick($0) } == nil)
+        #expect(bank.nextEvent()?.value == UInt64(FirmwareFault.badKick.rawValue) << 32 | 8)
+        fw.detach()
+        #expect(!fw.isAttached && !bank.status.contains(.running))
+        #expect(fw.kick(writeOffset: 64) == nil)
+    }
+}
