@@ -69,11 +69,12 @@ final class Order: Sendable {
     @Test func deadlineOverrunsCounted() {
         let s = FirmwareScheduler()
         defer { s.shutdown() }
-        s.setParameters(isolationThreshold: 7, hcsDeadlineMs: 1)
-        #expect(s.isolationThreshold == 7 && s.hcsDeadlineMs == 1)
+        // Deadline well above scheduling noise on a shared machine.
+        s.setParameters(isolationThreshold: 7, hcsDeadlineMs: 50)
+        #expect(s.isolationThreshold == 7 && s.hcsDeadlineMs == 50)
         s.submit(osid: OSID(1)) {
             let t = ContinuousClock.now
-            while ContinuousClock.now - t < .milliseconds(5) {}
+            while ContinuousClock.now - t < .milliseconds(80) {}
         }
         s.submit(osid: OSID(1)) {}
         #expect(s.waitIdle(osid: OSID(1), timeout: .seconds(5)))
