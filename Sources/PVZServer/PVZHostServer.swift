@@ -109,6 +109,8 @@ public final class PVZHostServer: Sendable {
                           request: UnsafeRawBufferPointer, response: UnsafeMutableRawBufferPointer,
                           ram: some GuestRAM, registers: some RegisterFile) -> (PVZStatus, CallEffect) {
         guard let spec = spec(of: osid) else { return (.invalidOSID, .none) }
+        // Checked again under the lock by every call that changes the ledger:
+        // OnVmOffline may run between here and there.
         let online = state.withLock { $0.guests[Int(osid.rawValue)]!.online }
         guard online else { return (.vmOffline, .none) }
         guard let function else { return (.malformedRequest, .none) }
@@ -124,31 +126,36 @@ public final class PVZHostServer: Sendable {
 
         switch function {
         case .createDevConfig:
-            let created = state.withLock { s -> Bool in
-                if s.guests[i]!.devConfigCreated { return false }
+            let st = state.withLock { s -> PVZStatus in
+                guard s.guests[i]!.online else { return .vmOffline }
+                if s.guests[i]!.devConfigCreated { return .alreadyExists }
                 s.guests[i]!.devConfigCreated = true
-                return true
+                return .ok
             }
-            guard created else { return (.alreadyExists, .none) }
+            guard st == .ok else { return (st, .none) }
             let regs = spec.carveout.slice(offset: 0, size: PVZLayout.registerBankSize)!
             CreateDevConfigOutput(irq: policy.irq, regsSize: UInt32(PVZLayout.registerBankSize),
                                   regsPBase: spec.carveout.start.rawValue).encode(into: output)
             return (.ok, .devConfigCreated(irq: policy.irq, registers: regs))
 
         case .destroyDevConfig:
-            let destroyed = state.withLock { s -> Bool in
-                guard s.guests[i]!.devConfigCreated else { return false }
+            let st = state.withLock { s -> PVZStatus in
+                guard s.guests[i]!.online else { return .vmOffline }
+                guard s.guests[i]!.devConfigCreated else { return .notFound }
                 s.guests[i]!.devConfigCreated = false
-                return true
+                return .ok
             }
-            return destroyed ? (.ok, .devConfigDestroyed) : (.notFound, .none)
+            return st == .ok ? (.ok, .devConfigDestroyed) : (st, .none)
 
         case .createDevPhysHeaps:
             return createHostHeaps(osid: osid, spec: spec, output: output)
 
         case .destroyDevPhysHeaps:
             guard policy.hostHeapsAllowed else { return (.notImplemented, .none) }
-            let freed = state.withLock { s in Self.freeHostHeaps(&s, i) }
+            let (online, freed) = state.withLock { s in
+                s.guests[i]!.online ? (true, Self.freeHostHeaps(&s, i)) : (false, nil)
+            }
+            guard online else { return (.vmOffline, .none) }
             guard let freed else { return (.notFound, .none) }
             return (.ok, .heapsDestroyed(fw: freed.fw, gpu: freed.gpu))
 
@@ -158,11 +165,13 @@ public final class PVZHostServer: Sendable {
 
         case .unmapDevPhysHeap:
             guard policy.fwHeapOrigin == .guest else { return (.invalidPVZConfig, .none) }
-            let heap = state.withLock { s -> HeapRecord? in
+            let (online, heap) = state.withLock { s -> (Bool, HeapRecord?) in
+                guard s.guests[i]!.online else { return (false, nil) }
                 let h = s.guests[i]!.guestFwHeap
                 s.guests[i]!.guestFwHeap = nil
-                return h
+                return (true, h)
             }
+            guard online else { return (.vmOffline, .none) }
             guard let heap else { return (.notFound, .none) }
             return (.ok, .fwHeapUnmapped(heap))
 
@@ -212,6 +221,7 @@ public final class PVZHostServer: Sendable {
         let i = Int(osid.rawValue)
         let result = state.withLock { s -> (PVZStatus, HeapRecord?, HeapRecord?, HeapView) in
             var g = s.guests[i]!
+            guard g.online else { return (.vmOffline, nil, nil, Self.heapView(g)) }
             guard !g.hostHeapsCreated else { return (.alreadyExists, nil, nil, Self.heapView(g)) }
             let need = p.hostHeapBytes
             guard need <= s.hostPoolLimit &- s.hostPoolUsed, s.hostPoolUsed <= s.hostPoolLimit,
@@ -270,6 +280,7 @@ public final class PVZHostServer: Sendable {
         let i = Int(osid.rawValue)
         return state.withLock { s -> (PVZStatus, CallEffect) in
             let g = s.guests[i]!
+            guard g.online else { return (.vmOffline, .none) }
             guard g.guestFwHeap == nil else { return (.alreadyExists, .none) }
             guard inRAM, !range.overlaps(spec.carveout) else { return (.addressOutOfRange, .none) }
             // Host heaps sit inside the carve-out today; checked anyway so a
