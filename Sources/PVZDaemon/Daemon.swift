@@ -1,4 +1,5 @@
 import Foundation
+import GPUModel
 import Logging
 import PVZServer
 import Synchronization
@@ -23,6 +24,8 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     public let config: DaemonConfig
     public let server: PVZHostServer
     public let guests: [GuestRuntime]
+    /// The emulated GPU's one firmware processor, shared by all OSIDs by priority.
+    public let scheduler: FirmwareScheduler
     let logger: Logger
     let started = Date()
     private var control: ControlServer?
@@ -41,9 +44,10 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         } catch {
             throw ConfigError(error.description)
         }
+        scheduler = FirmwareScheduler(maxOSIDs: config.maxOSIDs)
         var rts: [GuestRuntime] = []
         for g in config.guests {
-            let gpu = GuestGPU(osid: g.spec.osid)
+            let gpu = GuestGPU(osid: g.spec.osid, carveout: g.spec.carveout, scheduler: scheduler)
             let dev = PVZDevice(osid: g.spec.osid, server: server, settings: g.settings, gpu: gpu, logger: logger)
             var l = logger
             l[metadataKey: "osid"] = "\(g.spec.osid.rawValue)"
@@ -54,6 +58,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
                 vs = try VhostUserServer(socketPath: g.socketPath!, device: dev, logger: l)
             }
             dev.vhostServer = vs
+            gpu.wake = { [weak vs] in vs?.wake() }
             rts.append(GuestRuntime(config: g, device: dev, server: vs))
         }
         guests = rts
@@ -86,6 +91,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         libvirt?.stop()
         control?.stop()
         for g in guests { g.server.stop() }
+        scheduler.shutdown()
     }
 
     func runtime(_ osid: OSID) -> GuestRuntime? { guests.first { $0.config.spec.osid == osid } }

@@ -1,3 +1,4 @@
+import GPUModel
 import Logging
 import PVZServer
 import Synchronization
@@ -118,7 +119,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     }
 
     public func memoryChanged(_ ctx: BackendContext) {
-        gpu.attachMemory(ctx.memory)
+        gpu.attachMemory(ctx.memory, fwHeap: server.configView(osid: osid)?.fwHeap?.ipa)
     }
 
     public func reset(_ ctx: BackendContext) {
@@ -179,6 +180,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
             }
             v.notifyIfNeeded()
         } while v.armAndRecheck()
+        gpu.mirror()
         if changed { ctx.sendConfigChange() }
     }
 
