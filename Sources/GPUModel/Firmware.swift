@@ -102,13 +102,18 @@ public struct Firmware: Sendable {
         guard writeOffset < size else { return failKick(.writeOffsetOutOfRing, UInt64(writeOffset)) }
         guard writeOffset % UInt32(Ring.commandSize) == 0 else { return failKick(.writeOffsetUnaligned, UInt64(writeOffset)) }
         if size != ringSize {
-            // First kick since attach, or the guest re-initialised the ring:
-            // resume from the firmware's own fields in the heap (they survive
-            // a daemon restart or reconnect; a fresh ring has them at 0).
+            if ringSize == 0 {
+                // First kick since attach: resume from the firmware's own fields in
+                // the heap (they survive a daemon restart or a reconnect; a fresh
+                // ring has them at 0).
+                let persisted = pvz_load_acquire_u32(base + Ring.readOffsetField)
+                readOffset = persisted < size && persisted % UInt32(Ring.commandSize) == 0 ? persisted : 0
+                completedSeq = pvz_load_acquire_u64(base + Ring.completedSeqField)
+            } else {
+                // The guest re-initialised the ring with another size: start at its beginning.
+                readOffset = 0
+            }
             ringSize = size
-            let persisted = pvz_load_acquire_u32(base + Ring.readOffsetField)
-            readOffset = persisted < size && persisted % UInt32(Ring.commandSize) == 0 ? persisted : 0
-            completedSeq = pvz_load_acquire_u64(base + Ring.completedSeqField)
         }
 
         let ringEnd = Ring.headerSize + Int(size)
