@@ -317,7 +317,12 @@ static void test_regs(void)
 	uint32_t v = 0, w = 0;
 	uint32_t *bank;
 
-	expect_st("read_reg.core_id", read_reg(PVZ_REG_CORE_ID, &v, 0), PVZ_OK);
+	if (expect_st("read_reg.core_id", read_reg(PVZ_REG_CORE_ID, &v, 0), PVZ_OK))
+		check("read_reg.core_id.value", v == PVZ_CORE_ID_V1, "got=%#x want=%#x", v, PVZ_CORE_ID_V1);
+	expect_st("write_reg.scratch", write_reg(PVZ_REG_SCRATCH, 0xA5A5F00Du), PVZ_OK);
+	read_reg(PVZ_REG_SCRATCH, &v, 0);
+	check("read_reg.scratch.value", v == 0xA5A5F00Du, "got=%#x", v);
+	expect_st("bad.write_reg.read_only", write_reg(PVZ_REG_OSID, 5), PVZ_INVALID_PARAMS);
 	expect_st("read_reg.osid", read_reg(PVZ_REG_OSID, &w, 0), PVZ_OK);
 	check("read_reg.osid.value", w == cfg0.osid, "got=%u want=%u", w, cfg0.osid);
 	expect_st("bad.reg_offset.outside", read_reg(VIRTIO_PVZ_REGS_SIZE, NULL, 0), PVZ_INVALID_PARAMS);
@@ -441,8 +446,7 @@ static int count_completion_events(struct pvz_event *ev, int n, uint64_t *last)
 	int i, k = 0;
 
 	for (i = 0; i < n; i++)
-		if (ev[i].type == PVZ_EVENT_FIRMWARE && ev[i].code != PVZ_FW_FAULT_CODE &&
-		    (ev[i].code & 0xFFFF0000u) != 0xC0DE0000u) {
+		if (ev[i].type == PVZ_EVENT_FIRMWARE && ev[i].code == PVZ_FW_EVENT_KICK_DONE) {
 			k++;
 			*last = ev[i].value;
 		}
@@ -495,6 +499,16 @@ static void test_ring(void)
 	check("ring.kick2.one_event", k == 1 && last == next_seq - 1, "completion=%d value=%" PRIu64, k, last);
 	check("ring.timestamp.monotonic", *RING64(0x100008) >= ts, "first=%" PRIu64 " now=%" PRIu64, ts, *RING64(0x100008));
 
+	{
+		uint32_t ro = 0, lo = 0, hi = 0;
+
+		read_reg(PVZ_REG_FW_READ_OFFSET, &ro, 0);
+		read_reg(PVZ_REG_FW_COMPLETED_SEQ_LO, &lo, 0);
+		read_reg(PVZ_REG_FW_COMPLETED_SEQ_HI, &hi, 0);
+		check("regs.fw_mirror", ro == wr && (((uint64_t)hi << 32) | lo) == next_seq - 1,
+		      "FW_READ_OFFSET=%u want %u, completed_seq=%" PRIu64 " want %" PRIu64, ro, wr,
+		      ((uint64_t)hi << 32) | lo, next_seq - 1);
+	}
 	/* IRQ_STATUS: bit0 set by firmware events, cleared by writing 1 */
 	expect_st("irq_status.read", read_reg(PVZ_REG_IRQ_STATUS, &irq, 0), PVZ_OK);
 	check("irq_status.fw_bit", irq & PVZ_IRQ_STATUS_FW, "irq_status=%#x", irq);
