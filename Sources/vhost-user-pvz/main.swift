@@ -12,7 +12,7 @@ struct VhostUserPVZ: ParsableCommand {
         commandName: "vhost-user-pvz",
         abstract: "vhost-user back-end for virtio-pvz: a para-virtualized PowerVR-style GPU (PVZ) for QEMU guests.",
         discussion: """
-        One daemon serves one or many guests, one vhost-user socket each. The OSID of a guest is
+        One daemon serves one or many guests, one vhost-user socket each. The OSID of a guest is \
         decided here, from the socket it is on: never from anything the guest sends.
 
         One guest:
@@ -20,7 +20,7 @@ struct VhostUserPVZ: ParsableCommand {
         and in QEMU:
           -object memory-backend-memfd,id=mem,size=512M,share=on -machine q35,memory-backend=mem
           -chardev socket,id=pvz0,path=/run/pvz/vm1.sock -device vhost-user-pvz-pci,chardev=pvz0
-        Many guests: --config guests.json (docs/configuration.md). Numbers take decimal, 0x-hex
+        Many guests: --config guests.json (docs/configuration.md). Numbers take decimal, 0x-hex \
         and K/M/G suffixes. The daemon does not daemonize; SIGTERM/SIGINT stop it cleanly.
         """)
 
