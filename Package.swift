@@ -59,8 +59,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         // scripts/bench: the hot path's figures (a benchmark, not a test).
+        .target(name: "CMallocCounter"),
         .executableTarget(name: "pvz-bench", dependencies: [
-            "PVZDaemon", "PVZServer", "TestFrontEnd", "VhostUser", "CPVZShim",
+            "PVZDaemon", "PVZServer", "TestFrontEnd", "VhostUser", "CPVZShim", "CMallocCounter",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "pvzctl", dependencies: [
