@@ -51,6 +51,8 @@ let package = Package(
             "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "DeviceTree", "VMManager", "CPVZShim",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
+        // A vhost-user front-end that plays QEMU for tests and benchmarks.
+        .target(name: "TestFrontEnd", dependencies: ["CPVZShim", "VhostUser"], swiftSettings: swiftSettings),
         .executableTarget(name: "vhost-user-pvz", dependencies: [
             "PVZDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -62,13 +64,13 @@ let package = Package(
         ], swiftSettings: swiftSettings),
 
         .testTarget(name: "VirtqueueTests", dependencies: ["Virtqueue", "CPVZShim"], swiftSettings: swiftSettings),
-        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtqueue", "CPVZShim"], swiftSettings: swiftSettings),
+        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtqueue", "CPVZShim", "TestFrontEnd"], swiftSettings: swiftSettings),
         .testTarget(name: "PVZServerTests", dependencies: ["PVZServer"], swiftSettings: swiftSettings),
         .testTarget(name: "GPUModelTests", dependencies: ["GPUModel", "PVZServer"], swiftSettings: swiftSettings),
         .testTarget(name: "DeviceTreeTests", dependencies: ["DeviceTree", "CLibFDT"], swiftSettings: swiftSettings),
         .testTarget(name: "VMManagerTests", dependencies: ["VMManager", "CLibvirt"], swiftSettings: swiftSettings),
         .testTarget(name: "PVZDaemonTests", dependencies: [
-            "PVZDaemon", "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "VMManager", "CPVZShim",
+            "PVZDaemon", "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "VMManager", "CPVZShim", "TestFrontEnd",
         ], swiftSettings: swiftSettings),
     ]
 )

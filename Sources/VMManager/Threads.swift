@@ -1,3 +1,4 @@
+import CLibvirt
 import Glibc
 
 /// A joinable OS thread. The control server and the libvirt event loop block
