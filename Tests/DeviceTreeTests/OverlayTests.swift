@@ -62,3 +62,22 @@ import Testing
         #expect(x86MemmapArguments(guest(carveSize: 0x1800)) == "memmap=6K$0x58000000")
     }
 }
+
+/// The descriptions behind devicetree/examples/*.dtso; dt-test compiles those
+/// with dtc and compares them with these libfdt-built overlays.
+@Suite struct ExampleOverlays {
+    @Test func os1TwoCells() throws {
+        let bytes = try makeOverlay(guest())
+        try emit("example-os1.dtbo", bytes)
+        #expect(try FlattenedDeviceTree(validating: bytes).node(at: "/fragment@1/__overlay__/gpu@58000000") != nil)
+    }
+
+    @Test func os2OneCellNoHeaps() throws {
+        var d = guest(osid: 2); d.irq = 101; d.heaps = []
+        let bytes = try makeOverlay(d, addressCells: 1, sizeCells: 1)
+        try emit("example-os2-1cell.dtbo", bytes)
+        let o = try FlattenedDeviceTree(validating: bytes)
+        let gpu = try #require(try o.node(at: "/fragment@1/__overlay__/gpu@58000000"))
+        #expect(try o.u32("img,osid", of: gpu) == 2)
+    }
+}
