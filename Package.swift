@@ -51,9 +51,16 @@ let package = Package(
             "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "DeviceTree", "VMManager", "CPVZShim",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
+        // A vhost-user front-end that plays QEMU for tests and benchmarks.
+        .target(name: "TestFrontEnd", dependencies: ["CPVZShim", "VhostUser"], swiftSettings: swiftSettings),
         .executableTarget(name: "vhost-user-pvz", dependencies: [
             "PVZDaemon",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
+        // scripts/bench: the hot path's figures (a benchmark, not a test).
+        .executableTarget(name: "pvz-bench", dependencies: [
+            "PVZDaemon", "PVZServer", "TestFrontEnd", "VhostUser", "CPVZShim",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "pvzctl", dependencies: [
@@ -62,13 +69,13 @@ let package = Package(
         ], swiftSettings: swiftSettings),
 
         .testTarget(name: "VirtqueueTests", dependencies: ["Virtqueue", "CPVZShim"], swiftSettings: swiftSettings),
-        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtqueue", "CPVZShim"], swiftSettings: swiftSettings),
+        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtqueue", "CPVZShim", "TestFrontEnd"], swiftSettings: swiftSettings),
         .testTarget(name: "PVZServerTests", dependencies: ["PVZServer"], swiftSettings: swiftSettings),
         .testTarget(name: "GPUModelTests", dependencies: ["GPUModel", "PVZServer"], swiftSettings: swiftSettings),
         .testTarget(name: "DeviceTreeTests", dependencies: ["DeviceTree", "CLibFDT"], swiftSettings: swiftSettings),
         .testTarget(name: "VMManagerTests", dependencies: ["VMManager", "CLibvirt"], swiftSettings: swiftSettings),
         .testTarget(name: "PVZDaemonTests", dependencies: [
-            "PVZDaemon", "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "VMManager", "CPVZShim",
+            "PVZDaemon", "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "VMManager", "CPVZShim", "TestFrontEnd",
         ], swiftSettings: swiftSettings),
     ]
 )

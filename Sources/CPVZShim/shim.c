@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <pthread.h>
 #include <unistd.h>
 
 ssize_t pvz_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds)
@@ -101,4 +102,19 @@ int pvz_unix_connect(const char *path)
     do { r = connect(fd, (struct sockaddr *)&a, sizeof(a)); } while (r < 0 && errno == EINTR);
     if (r < 0) { int e = errno; close(fd); errno = e; return -1; }
     return fd;
+}
+
+int pvz_accept_cloexec(int listen_fd)
+{
+    int r;
+    do { r = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC); } while (r < 0 && errno == EINTR);
+    return r;
+}
+
+void pvz_set_thread_name(const char *name)
+{
+    char buf[16];
+    strncpy(buf, name, sizeof(buf) - 1);
+    buf[sizeof(buf) - 1] = 0;
+    pthread_setname_np(pthread_self(), buf);
 }

@@ -35,6 +35,10 @@ int pvz_set_child_subreaper(void);
 int pvz_unix_listen(const char *path, int backlog);
 int pvz_unix_connect(const char *path);
 
+/* accept4(SOCK_CLOEXEC) and pthread_setname_np: GNU extensions Swift's Glibc hides. */
+int pvz_accept_cloexec(int listen_fd);
+void pvz_set_thread_name(const char *name);
+
 static inline void pvz_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 static inline void pvz_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 static inline void pvz_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }

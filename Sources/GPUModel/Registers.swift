@@ -1,0 +1,227 @@
+import CPVZShim
+import PVZServer
+import Synchronization
+
+/// Register offsets in an OSID's 64 KiB bank (docs/registers.md).
+public enum Reg {
+    public static let coreID: UInt32 = 0x000
+    public static let bvncLo: UInt32 = 0x004
+    public static let bvncHi: UInt32 = 0x008
+    public static let osid: UInt32 = 0x00C
+    public static let fwStatus: UInt32 = 0x010
+    public static let irqStatus: UInt32 = 0x014
+    public static let irqEnable: UInt32 = 0x018
+    public static let scratch: UInt32 = 0x01C
+    public static let fwReadOffset: UInt32 = 0x020
+    public static let fwCompletedSeqLo: UInt32 = 0x024
+    public static let fwCompletedSeqHi: UInt32 = 0x028
+    public static let clockLo: UInt32 = 0x030
+    public static let clockHi: UInt32 = 0x034
+    public static let calls: UInt32 = 0x040
+    public static let kicks: UInt32 = 0x044
+    public static let commands: UInt32 = 0x048
+    public static let faults: UInt32 = 0x04C
+    public static let eventsDropped: UInt32 = 0x050
+    public static let eventsRaised: UInt32 = 0x054
+    public static let eventsPending: UInt32 = 0x058
+
+    /// "PZ" and register-layout version 1.
+    public static let coreIDValue: UInt32 = 0x505A_0001
+    public static let irqMask: UInt32 = 0x3
+    /// Every defined register, in offset order (what `mirror` writes).
+    public static let all: [UInt32] = [
+        coreID, bvncLo, bvncHi, osid, fwStatus, irqStatus, irqEnable, scratch,
+        fwReadOffset, fwCompletedSeqLo, fwCompletedSeqHi, clockLo, clockHi,
+        calls, kicks, commands, faults, eventsDropped, eventsRaised, eventsPending,
+    ]
+}
+
+/// FW_STATUS bits (the same as config-space `status` bits 0..3, plus bit 4).
+public struct FirmwareStatus: OptionSet, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public static let online = FirmwareStatus(rawValue: 1 << 0)
+    public static let running = FirmwareStatus(rawValue: 1 << 1)
+    public static let heapMapped = FirmwareStatus(rawValue: 1 << 2)
+    public static let devConfigCreated = FirmwareStatus(rawValue: 1 << 3)
+    /// The last kick failed as a whole (bad magic, size or offset).
+    public static let lastKickFailed = FirmwareStatus(rawValue: 1 << 4)
+}
+
+struct BankState {
+    var fwStatus = FirmwareStatus()
+    var irqStatus: UInt32 = 0
+    /// Both lines enabled at reset so a guest that never writes IRQ_ENABLE gets interrupts.
+    var irqEnable: UInt32 = Reg.irqMask
+    var scratch: UInt32 = 0
+    var fwReadOffset: UInt32 = 0
+    var completedSeq: UInt64 = 0
+    var clockLatchHi: UInt32 = 0
+    var calls: UInt32 = 0
+    var kicks: UInt32 = 0
+    var commands: UInt32 = 0
+    var faults: UInt32 = 0
+    var eventsRaised: UInt32 = 0
+    var backlog: EventBacklog
+}
+
+/// One OSID's register bank and its pending events. Thread-safe: the
+/// hypercall path (READ_REG/WRITE_REG), the firmware thread and the eventq
+/// side all reach it.
+public final class RegisterBank: RegisterFile, Sendable {
+    public let osid: OSID
+    /// B<<48 | V<<32 | N<<16 | C.
+    public let bvnc: UInt64
+    private let epoch: ContinuousClock.Instant
+    private let state: Mutex<BankState>
+
+    /// Rogue 36.52.104.182, a GE8300-class core.
+    public static let defaultBVNC: UInt64 = 36 << 48 | 52 << 32 | 104 << 16 | 182
+
+    public init(osid: OSID, bvnc: UInt64 = RegisterBank.defaultBVNC, backlogCapacity: Int = 64) {
+        self.osid = osid
+        self.bvnc = bvnc
+        self.epoch = .now
+        self.state = Mutex(BankState(backlog: EventBacklog(capacity: backlogCapacity)))
+    }
+
+    /// Nanoseconds since the bank was made: the GPU clock.
+    public var clockNs: UInt64 {
+        let d = ContinuousClock.now - epoch
+        let (s, atto) = d.components
+        return UInt64(max(s, 0)) &* 1_000_000_000 &+ UInt64(max(atto, 0) / 1_000_000_000)
+    }
+
+    // MARK: RegisterFile
+
+    public func read(offset: UInt32) -> Result<UInt32, PVZStatus> {
+        guard offset & 3 == 0, UInt64(offset) < PVZLayout.registerBankSize else { return .failure(.invalidParams) }
+        let clock = offset == Reg.clockLo ? clockNs : 0
+        return .success(state.withLock { s in
+            if offset == Reg.clockLo { s.clockLatchHi = UInt32(truncatingIfNeeded: clock >> 32) }
+            return value(offset, s, clock: clock)
+        })
+    }
+
+    /// Writable: IRQ_STATUS (write 1 to clear), IRQ_ENABLE, SCRATCH. Bits
+    /// outside the IRQ mask are refused. Everything else, defined or not,
+    /// refuses writes with INVALID_PARAMS.
+    public func write(offset: UInt32, value: UInt32) -> PVZStatus {
+        state.withLock { s in
+            switch offset {
+            case Reg.irqStatus:
+                guard value & ~Reg.irqMask == 0 else { return .invalidParams }
+                s.irqStatus &= ~value
+            case Reg.irqEnable:
+                guard value & ~Reg.irqMask == 0 else { return .invalidParams }
+                s.irqEnable = value
+            case Reg.scratch:
+                s.scratch = value
+            default:
+                return .invalidParams
+            }
+            return .ok
+        }
+    }
+
+    public func hypercallCompleted(function: PVZFunction?, status: PVZStatus) {
+        state.withLock { $0.calls &+= 1 }
+    }
+
+    private func value(_ offset: UInt32, _ s: BankState, clock: UInt64) -> UInt32 {
+        switch offset {
+        case Reg.coreID: return Reg.coreIDValue
+        case Reg.bvncLo: return UInt32(truncatingIfNeeded: bvnc)
+        case Reg.bvncHi: return UInt32(truncatingIfNeeded: bvnc >> 32)
+        case Reg.osid: return osid.rawValue
+        case Reg.fwStatus: return s.fwStatus.rawValue
+        case Reg.irqStatus: return s.irqStatus
+        case Reg.irqEnable: return s.irqEnable
+        case Reg.scratch: return s.scratch
+        case Reg.fwReadOffset: return s.fwReadOffset
+        case Reg.fwCompletedSeqLo: return UInt32(truncatingIfNeeded: s.completedSeq)
+        case Reg.fwCompletedSeqHi: return UInt32(truncatingIfNeeded: s.completedSeq >> 32)
+        case Reg.clockLo: return UInt32(truncatingIfNeeded: clock)
+        case Reg.clockHi: return s.clockLatchHi
+        case Reg.calls: return s.calls
+        case Reg.kicks: return s.kicks
+        case Reg.commands: return s.commands
+        case Reg.faults: return s.faults
+        case Reg.eventsDropped: return UInt32(truncatingIfNeeded: s.backlog.dropped)
+        case Reg.eventsRaised: return s.eventsRaised
+        case Reg.eventsPending: return UInt32(s.backlog.count)
+        default: return 0   // reserved offsets read as zero
+        }
+    }
+
+    // MARK: the live mirror in guest memory
+
+    /// Writes every defined register at its offset in the bank at `base`
+    /// (the carve-out's first 64 KiB, 4-byte aligned), with release stores so
+    /// a guest reading it sees whole values. A guest's own stores there are
+    /// overwritten at the next mirror. Reserved offsets are left alone.
+    public func mirror(into base: UnsafeMutableRawPointer) {
+        let clock = clockNs
+        let s = state.withLock { s -> BankState in
+            s.clockLatchHi = UInt32(truncatingIfNeeded: clock >> 32)
+            return s
+        }
+        for off in Reg.all {
+            pvz_store_release_u32(base + Int(off), value(off, s, clock: clock))
+        }
+    }
+
+    // MARK: status, events, firmware progress
+
+    public func setStatus(_ bits: FirmwareStatus, _ on: Bool) {
+        state.withLock { s in
+            if on { s.fwStatus.formUnion(bits) } else { s.fwStatus.subtract(bits) }
+        }
+    }
+    public var status: FirmwareStatus { state.withLock { $0.fwStatus } }
+
+    /// Raises an event: IRQ_STATUS gets the kind's bit (always, so a masked
+    /// line can still be polled); the event is queued for eventq only when
+    /// IRQ_ENABLE has that bit. Returns whether it was queued.
+    @discardableResult
+    public func raise(_ e: GPUEvent) -> Bool {
+        state.withLock { s in
+            s.irqStatus |= e.type.irqBit
+            s.eventsRaised &+= 1
+            guard s.irqEnable & e.type.irqBit != 0 else { return false }
+            s.backlog.push(e)
+            return true
+        }
+    }
+
+    /// The oldest queued event, for the next posted eventq buffer.
+    public func nextEvent() -> GPUEvent? { state.withLock { $0.backlog.pop() } }
+    /// Events queued for eventq.
+    public var pendingEvents: Int { state.withLock { $0.backlog.count } }
+    public var droppedEvents: UInt64 { state.withLock { $0.backlog.dropped } }
+
+    /// Records a served kick: mirrors read offset / completed seq, counts.
+    public func recordKick(_ r: FirmwareRunResult) {
+        state.withLock { s in
+            s.kicks &+= 1
+            s.commands &+= UInt32(truncatingIfNeeded: r.commandsRun)
+            s.faults &+= UInt32(truncatingIfNeeded: r.faults + (r.kickError == nil ? 0 : 1))
+            s.fwReadOffset = r.readOffset
+            s.completedSeq = r.completedSeq
+            if r.kickError == nil { s.fwStatus.subtract(.lastKickFailed) } else { s.fwStatus.formUnion(.lastKickFailed) }
+        }
+    }
+
+    /// Back to reset state (OnVmOffline, device reset); counters are kept.
+    public func resetDevice() {
+        state.withLock { s in
+            s.irqStatus = 0
+            s.irqEnable = Reg.irqMask
+            s.scratch = 0
+            s.fwReadOffset = 0
+            s.completedSeq = 0
+            s.fwStatus = []
+            s.backlog.removeAll()
+        }
+    }
+}

@@ -1,0 +1,202 @@
+import Foundation
+import GPUModel
+import Logging
+import PVZServer
+import Synchronization
+import VMManager
+import VhostUser
+
+/// One guest as the daemon runs it: its device, its vhost-user server and thread.
+public final class GuestRuntime: Sendable {
+    public let config: GuestConfig
+    public let device: PVZDevice
+    public let server: VhostUserServer
+    init(config: GuestConfig, device: PVZDevice, server: VhostUserServer) {
+        self.config = config; self.device = device; self.server = server
+    }
+}
+
+/// The daemon: the PVZ host server, one vhost-user server per guest, the
+/// control socket and (optionally) the libvirt listener. It is the VM manager:
+/// it decides each guest's OSID from the socket the guest is on.
+public final class Daemon: ControlHandler, @unchecked Sendable {
+    public static let version = "0.1.0"
+    public let config: DaemonConfig
+    public let server: PVZHostServer
+    public let guests: [GuestRuntime]
+    /// The emulated GPU's one firmware processor, shared by all OSIDs by priority.
+    public let scheduler: FirmwareScheduler
+    let logger: Logger
+    let started = Date()
+    private var control: ControlServer?
+    private var libvirt: LibvirtListener?
+
+    public init(config: DaemonConfig, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        guard !config.guests.isEmpty else { throw ConfigError("no guests configured: give --socket-path/--osid/--carveout or a --config file with guests") }
+        var seen = Set<String>()
+        for g in config.guests {
+            if let p = g.socketPath, !seen.insert(p).inserted { throw ConfigError("socket path \(p) is used by two guests") }
+        }
+        do {
+            server = try PVZHostServer(maxOSIDs: config.maxOSIDs, guests: config.guests.map(\.spec))
+        } catch {
+            throw ConfigError(error.description)
+        }
+        scheduler = FirmwareScheduler(maxOSIDs: config.maxOSIDs)
+        var rts: [GuestRuntime] = []
+        for g in config.guests {
+            let gpu = GuestGPU(osid: g.spec.osid, carveout: g.spec.carveout, scheduler: scheduler)
+            let dev = PVZDevice(osid: g.spec.osid, server: server, settings: g.settings, gpu: gpu, logger: logger)
+            var l = logger
+            l[metadataKey: "osid"] = "\(g.spec.osid.rawValue)"
+            let vs: VhostUserServer
+            if let fd = g.listenFD {
+                vs = try VhostUserServer(listenFD: fd, device: dev, logger: l)
+            } else {
+                vs = try VhostUserServer(socketPath: g.socketPath!, device: dev, logger: l)
+            }
+            dev.vhostServer = vs
+            gpu.wake = { [weak vs] in vs?.wake() }
+            rts.append(GuestRuntime(config: g, device: dev, server: vs))
+        }
+        guests = rts
+    }
+
+    /// Starts every guest thread, the control socket and the libvirt listener.
+    public func start() throws {
+        for g in guests {
+            let s = g.server
+            startThread(name: "pvz-osid\(g.config.spec.osid.rawValue)") { s.run() }
+            logger.info("serving \(g.config.spec.osid) on \(g.config.socketPath ?? "fd \(g.config.listenFD ?? -1)") carve-out \(g.config.spec.carveout)")
+        }
+        if let path = config.controlSocket {
+            let c = ControlServer(path: path, handler: self, logger: logger)
+            try c.start()
+            control = c
+        }
+        if let uri = config.libvirtURI {
+            let l = LibvirtListener(uri: uri, maxOSIDs: config.maxOSIDs, logger: logger) { [weak self] event in
+                guard let self else { return }
+                let outcome = VMEventApplier.apply(event, to: self, peer: PeerCredentials(pid: getpid(), uid: geteuid(), gid: getegid()))
+                self.logger.info("libvirt \(event): \(outcome)")
+            }
+            try l.start()
+            libvirt = l
+        }
+    }
+
+    public func stop() {
+        libvirt?.stop()
+        control?.stop()
+        for g in guests { g.server.stop() }
+        scheduler.shutdown()
+    }
+
+    func runtime(_ osid: OSID) -> GuestRuntime? { guests.first { $0.config.spec.osid == osid } }
+
+    // MARK: VM manager (sVmmFuncTab)
+
+    public func vmOnline(_ osid: OSID, priority: UInt32?) throws(PVZError) {
+        let p = priority ?? runtime(osid)?.config.settings.priority ?? 0
+        try server.onVmOnline(osid: osid, priority: p)
+        if let rt = runtime(osid) {
+            rt.device.gpu.vmOnline(priority: p)
+            rt.device.configChanged()
+        }
+        logger.info("OnVmOnline(\(osid), priority \(p))")
+    }
+
+    public func vmOffline(_ osid: OSID) throws(PVZError) -> OfflineResult {
+        let rt = runtime(osid)
+        let r = try server.onVmOffline(osid: osid) { _ in rt?.device.gpu.stopFirmware(timeoutSeconds: 2) ?? true }
+        if let rt {
+            rt.device.gpu.vmOffline()
+            rt.device.configChanged()
+        }
+        logger.info("OnVmOffline(\(osid)): freed \(r.freedHeaps.count) heaps")
+        return r
+    }
+
+    // MARK: ControlHandler
+
+    public func handle(_ request: ControlRequest, peer: PeerCredentials) -> ControlResponse {
+        switch request {
+        case .status:
+            return .success(status: status())
+        case .guests:
+            return .success(guests: guests.map(guestStatus))
+        case .heaps(let osid):
+            if let osid, runtime(osid) == nil { return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid) (configured: \(guests.map { $0.config.spec.osid.rawValue }))") }
+            let hs = guests.filter { osid == nil || $0.config.spec.osid == osid }.flatMap { guestStatus($0).heaps }
+            return .success(heaps: hs)
+        case .online(let osid, let priority):
+            guard let rt = runtime(osid) else { return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid) (configured: \(guests.map { $0.config.spec.osid.rawValue }))") }
+            do { try vmOnline(osid, priority: priority) } catch { return failure(error) }
+            return .success(guest: guestStatus(rt))
+        case .offline(let osid):
+            guard let rt = runtime(osid) else { return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid) (configured: \(guests.map { $0.config.spec.osid.rawValue }))") }
+            let r: OfflineResult
+            do { r = try vmOffline(osid) } catch { return failure(error) }
+            return .success(guest: guestStatus(rt), message: "freed \(r.freedHeaps.count) heaps")
+        case .configure(let param, let value):
+            do { try server.vmmConfigure(param: param, value: value) } catch { return failure(error) }
+            for g in guests { g.device.gpu.parametersChanged(server.vmmParameters) }
+            return .success(parameter: ConfParamStatus(param: param, name: VMMConfParamName.name(param) ?? "?", value: value))
+        case .dt(let osid):
+            guard runtime(osid) != nil else { return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid)") }
+            return .failure(ControlErrorCode.notImplemented, "device-tree overlays are not wired into the daemon yet")
+        case .prepare(let osid, _):
+            guard let rt = runtime(osid) else { return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid) (configured: \(guests.map { $0.config.spec.osid.rawValue }))") }
+            return .success(guest: guestStatus(rt), message: "socket \(rt.config.socketPath ?? "fd") is listening")
+        }
+    }
+
+    private func failure(_ e: PVZError) -> ControlResponse {
+        let code: String
+        switch e {
+        case .osidIsOnline: code = ControlErrorCode.osidIsOnline
+        case .osidIsOffline: code = ControlErrorCode.osidIsOffline
+        case .invalidOSID: code = ControlErrorCode.invalidOSID
+        case .unknownConfParam: code = ControlErrorCode.unknownParam
+        case .firmwareNotIdle: code = ControlErrorCode.timeout
+        default: code = ControlErrorCode.badRequest
+        }
+        return .failure(code, e.description)
+    }
+
+    public func status() -> DaemonStatus {
+        let p = server.vmmParameters
+        var params: [ConfParamStatus] = []
+        for (i, v) in p.priorities.enumerated() where i < 8 {
+            params.append(ConfParamStatus(param: UInt32(i), name: VMMConfParamName.name(UInt32(i))!, value: v))
+        }
+        params.append(ConfParamStatus(param: 8, name: VMMConfParamName.name(8)!, value: p.isolationThreshold))
+        params.append(ConfParamStatus(param: 9, name: VMMConfParamName.name(9)!, value: p.hcsDeadline))
+        return DaemonStatus(version: Self.version, pid: getpid(), uptimeSeconds: Date().timeIntervalSince(started),
+                            controlSocket: config.controlSocket ?? "", maxOsids: config.maxOSIDs,
+                            parameters: params, guests: guests.map(guestStatus),
+                            libvirtConnected: libvirt.map(\.isConnected))
+    }
+
+    func guestStatus(_ rt: GuestRuntime) -> GuestStatus {
+        let osid = rt.config.spec.osid
+        let st = server.snapshot(osid: osid)
+        let stats = rt.server.stats
+        let heaps = (st?.heaps ?? []).map {
+            HeapStatus(osid: osid.rawValue, heapId: $0.heap.rawValue, heapName: $0.heap.description,
+                       origin: $0.origin == .host ? "HOST" : "GUEST", ipa: $0.ipa.rawValue, pa: $0.pa.rawValue, size: $0.size)
+        }
+        let gc = rt.device.gpu.counters
+        let counters = GuestCounters(calls: st?.totalCalls ?? 0, kicks: gc.kicks, commands: gc.commands, faults: gc.faults,
+                                     events: gc.events, eventsDropped: gc.eventsDropped)
+        return GuestStatus(osid: osid.rawValue, domain: rt.config.domain, socketPath: rt.config.socketPath ?? "fd:\(rt.config.listenFD ?? -1)",
+                           listening: true, connected: rt.server.isConnected, online: st?.online ?? false,
+                           priority: st?.priority ?? 0, deviceStatus: stats.deviceStatus.load(ordering: .relaxed),
+                           needsReset: stats.needsReset.load(ordering: .relaxed),
+                           features: stats.ackedFeatures.load(ordering: .relaxed),
+                           firmware: rt.device.gpu.firmwareState, carveoutIpa: rt.config.spec.carveout.start.rawValue,
+                           carveoutSize: rt.config.spec.carveout.size, counters: counters, heaps: heaps)
+    }
+}

@@ -1,0 +1,210 @@
+import GPUModel
+import Logging
+import PVZServer
+import Synchronization
+import VhostUser
+import Virtqueue
+
+/// Per-guest settings the VM manager holds beyond the PVZ policy.
+public struct GuestSettings: Sendable, Equatable {
+    /// Bring the VM online when its front-end connects (no libvirt).
+    public var onlineOnConnect: Bool
+    /// Priority used for that automatic OnVmOnline.
+    public var priority: UInt32
+    public init(onlineOnConnect: Bool = false, priority: UInt32 = 0) {
+        self.onlineOnConnect = onlineOnConnect
+        self.priority = priority
+    }
+}
+
+/// The guest's RAM as the live vhost-user memory table says.
+struct MemoryTableRAM: GuestRAM {
+    let memory: GuestMemory
+    func contains(_ r: IPARange) -> Bool { memory.contains(gpa: r.start.rawValue, size: r.size) }
+}
+
+/// virtio-pvz on the vhost-user engine: hypercallq → PVZ server, eventq ←
+/// GPU events, kickq → firmware. One per guest; runs on the guest's thread.
+public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
+    public let osid: OSID
+    public let server: PVZHostServer
+    public let settings: GuestSettings
+    public let gpu: GuestGPU
+    let logger: Logger
+
+    public let queueCount = 3
+    public let maxQueueSize: UInt16 = 1024
+    public let configSize = PVZConfigSpace.size
+    public var deviceFeatures: UInt64 {
+        var f = VirtioFeature.version1 | RingFeature.indirectDesc | RingFeature.eventIdx | PVZFeature.firmware
+        if server.spec(of: osid)?.policy.hostHeapsAllowed == true { f |= PVZFeature.hostHeaps }
+        return f
+    }
+
+    /// Largest request or response the device copies; every legal one is far
+    /// smaller, so a bigger one is answered MALFORMED_REQUEST by length.
+    static let maxMessage = 256
+    private let request = UnsafeMutableRawBufferPointer.allocate(byteCount: maxMessage, alignment: 8)
+    private let response = UnsafeMutableRawBufferPointer.allocate(byteCount: maxMessage, alignment: 8)
+    /// Set from other threads (VM manager, firmware) to have the guest thread
+    /// send CONFIG_CHANGE_MSG.
+    private let configDirty = Atomic<Bool>(false)
+    private let connected = Atomic<Bool>(false)
+    /// The engine's server for this guest, to ring its doorbell from other threads.
+    public weak var vhostServer: VhostUserServer?
+
+    public init(osid: OSID, server: PVZHostServer, settings: GuestSettings, gpu: GuestGPU, logger: Logger) {
+        self.osid = osid
+        self.server = server
+        self.settings = settings
+        self.gpu = gpu
+        var l = logger
+        l[metadataKey: "osid"] = "\(osid.rawValue)"
+        self.logger = l
+    }
+
+    deinit {
+        request.deallocate()
+        response.deallocate()
+    }
+
+    public var isConnected: Bool { connected.load(ordering: .acquiring) }
+
+    /// Thread-safe: asks the guest thread to tell the front-end the config changed.
+    public func configChanged() {
+        configDirty.store(true, ordering: .releasing)
+        vhostServer?.wake()
+    }
+
+    // MARK: config space
+
+    public func configSpace() -> PVZConfigSpace {
+        let v = server.configView(osid: osid)
+        var status: PVZConfigSpace.Status = []
+        if v?.online == true { status.insert(.online) }
+        if v?.devConfigCreated == true { status.insert(.devConfigCreated) }
+        if v?.fwHeap != nil { status.insert(.firmwareHeapMapped) }
+        if gpu.firmwareRunning { status.insert(.firmwareRunning) }
+        return PVZConfigSpace(osid: osid.rawValue, status: status, bvnc: gpu.bvnc, irq: v?.irq ?? 0,
+                              priority: v?.priority ?? 0, regsIPA: v?.regsIPA.rawValue ?? 0,
+                              regsSize: v?.regsSize ?? 0, maxOSIDs: v?.maxOSIDs ?? 0,
+                              fwHeapIPA: v?.fwHeap?.ipa.start.rawValue ?? 0, fwHeapSize: v?.fwHeap?.size ?? 0)
+    }
+
+    public func readConfig(into buffer: UnsafeMutableRawBufferPointer) {
+        configSpace().encode(into: buffer)
+    }
+
+    // MARK: connection life cycle
+
+    public func frontEndConnected(_ ctx: BackendContext) {
+        connected.store(true, ordering: .releasing)
+        _ = try? server.guestConnected(osid: osid)
+        if settings.onlineOnConnect, server.configView(osid: osid)?.online == false {
+            do {
+                try server.onVmOnline(osid: osid, priority: settings.priority)
+                gpu.vmOnline(priority: settings.priority)
+                logger.info("VM online on front-end connect (priority \(settings.priority))")
+            } catch {
+                logger.warning("online on connect refused: \(error)")
+            }
+        }
+    }
+
+    public func frontEndDisconnected(_ ctx: BackendContext) {
+        connected.store(false, ordering: .releasing)
+        // The firmware must not touch guest memory that is about to be unmapped.
+        gpu.detachMemory()
+        _ = try? server.guestDisconnected(osid: osid)
+    }
+
+    public func memoryChanged(_ ctx: BackendContext) {
+        gpu.attachMemory(ctx.memory, fwHeap: server.configView(osid: osid)?.fwHeap?.ipa)
+    }
+
+    public func reset(_ ctx: BackendContext) {
+        gpu.deviceReset()
+    }
+
+    public func queueStopped(_ index: Int, _ ctx: BackendContext) {
+        if index == PVZIdentity.kickq { gpu.kickQueueStopped() }
+    }
+
+    public func wake(_ ctx: BackendContext) {
+        if configDirty.exchange(false, ordering: .acquiringAndReleasing) { ctx.sendConfigChange() }
+        gpu.completeKicks(ctx.vrings[PVZIdentity.kickq])
+        deliverEvents(ctx)
+    }
+
+    public func queueKicked(_ index: Int, _ ctx: BackendContext) {
+        switch index {
+        case PVZIdentity.hypercallq: serveHypercalls(ctx)
+        case PVZIdentity.eventq: deliverEvents(ctx)
+        case PVZIdentity.kickq: serveKicks(ctx)
+        default: break
+        }
+    }
+
+    // MARK: hypercallq (the hot path: no allocation, no lock across a syscall)
+
+    private func serveHypercalls(_ ctx: BackendContext) {
+        let v = ctx.vrings[PVZIdentity.hypercallq]
+        let ram = MemoryTableRAM(memory: ctx.memory)
+        var changed = false
+        repeat {
+            while true {
+                let chain: DescriptorChain
+                do {
+                    guard let c = try v.nextChain(ctx.memory) else { break }
+                    chain = c
+                } catch {
+                    ctx.needsReset(queue: PVZIdentity.hypercallq, reason: error.description)
+                    return
+                }
+                let reqLen = min(chain.readableLength, Self.maxMessage)
+                _ = chain.gather(into: UnsafeMutableRawBufferPointer(rebasing: request[0..<reqLen]))
+                // A request longer than any legal one is passed at its true
+                // length bound so the server answers MALFORMED_REQUEST.
+                let reqView = chain.readableLength > Self.maxMessage
+                    ? UnsafeRawBufferPointer(request) : UnsafeRawBufferPointer(rebasing: request[0..<reqLen])
+                let respLen = min(chain.writableLength, Self.maxMessage)
+                let outcome = server.handleCall(osid: osid, request: reqView,
+                                                response: UnsafeMutableRawBufferPointer(rebasing: response[0..<respLen]),
+                                                ram: ram, registers: gpu.registers)
+                let written = chain.scatter(UnsafeRawBufferPointer(rebasing: response[0..<outcome.bytesWritten]))
+                v.complete(head: chain.head, written: UInt32(written))
+                if outcome.effect != .none {
+                    gpu.apply(outcome.effect, memory: ctx.memory)
+                    changed = true
+                }
+            }
+            v.notifyIfNeeded()
+        } while v.armAndRecheck()
+        gpu.mirror()
+        if changed { ctx.sendConfigChange() }
+    }
+
+    // MARK: eventq
+
+    private func deliverEvents(_ ctx: BackendContext) {
+        let v = ctx.vrings[PVZIdentity.eventq]
+        guard v.isLive else { return }
+        do {
+            if try gpu.deliverEvents(v, ctx.memory) { v.notifyIfNeeded() }
+        } catch {
+            ctx.needsReset(queue: PVZIdentity.eventq, reason: error.description)
+        }
+    }
+
+    // MARK: kickq
+
+    private func serveKicks(_ ctx: BackendContext) {
+        let v = ctx.vrings[PVZIdentity.kickq]
+        do {
+            try gpu.acceptKicks(v, ctx.memory)
+        } catch {
+            ctx.needsReset(queue: PVZIdentity.kickq, reason: error.description)
+        }
+        deliverEvents(ctx)
+    }
+}

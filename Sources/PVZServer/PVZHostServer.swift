@@ -1,0 +1,336 @@
+import Synchronization
+
+/// The host PVZ server (sGuestFuncTab + sConfigFuncTab) and the VM manager's
+/// entry points (sVmmFuncTab, in VMManagerCalls.swift) for every guest OSID.
+/// Thread-safe: one Mutex guards the ledger; it is held only for the
+/// bookkeeping of a call, never across the glue's callbacks (GuestRAM,
+/// RegisterFile, the firmware-idle wait).
+public final class PVZHostServer: Sendable {
+    public let maxOSIDs: UInt32
+    let state: Mutex<ServerState>
+    /// Configuration, immutable after init: readable without the lock.
+    let specs: [GuestSpec?]
+
+    /// - Parameter hostPoolSize: bytes of host-origin heap all guests together
+    ///   may hold (the emulated GPU's local memory); nil means only each
+    ///   carve-out limits its guest.
+    public init(maxOSIDs: UInt32 = 8, guests: [GuestSpec], hostPoolSize: UInt64? = nil) throws(PVZConfigError) {
+        guard maxOSIDs >= 2, maxOSIDs <= PVZLayout.maxOSIDsLimit else {
+            throw .maxOSIDsOutOfRange(maxOSIDs, limit: PVZLayout.maxOSIDsLimit)
+        }
+        var specs = [GuestSpec?](repeating: nil, count: Int(maxOSIDs))
+        for g in guests {
+            guard g.osid.rawValue >= 1, g.osid.rawValue < maxOSIDs else {
+                throw .osidOutOfRange(g.osid, maxOSIDs: maxOSIDs)
+            }
+            guard specs[Int(g.osid.rawValue)] == nil else { throw .duplicateOSID(g.osid) }
+            try Self.validate(g)
+            specs[Int(g.osid.rawValue)] = g
+        }
+        self.maxOSIDs = maxOSIDs
+        self.specs = specs
+        self.state = Mutex(ServerState(
+            guests: specs.map { $0.map(GuestSlot.init(spec:)) },
+            priorities: Array(repeating: 0, count: Int(maxOSIDs)),
+            hostPoolLimit: hostPoolSize ?? UInt64.max))
+    }
+
+    static func validate(_ g: GuestSpec) throws(PVZConfigError) {
+        let page = PVZLayout.pageSize
+        guard g.carveout.isPageAligned else { throw .carveoutUnaligned(g.osid, g.carveout, alignment: page) }
+        guard g.carveout.size <= PVZLayout.maxRegionSize else {
+            throw .carveoutTooLarge(g.osid, size: g.carveout.size, limit: PVZLayout.maxRegionSize)
+        }
+        let p = g.policy
+        // The firmware heap holds the 4 KiB ring header plus at least one page of ring.
+        guard p.fwHeapSize >= 2 * page, p.fwHeapSize % page == 0, p.fwHeapSize <= PVZLayout.maxRegionSize else {
+            throw .heapSizeInvalid(g.osid, .fwLocal, size: p.fwHeapSize,
+                                   reason: "must be a multiple of 4 KiB in 8 KiB...32 GiB")
+        }
+        guard p.gpuHeapSize >= page, p.gpuHeapSize % page == 0, p.gpuHeapSize <= PVZLayout.maxRegionSize else {
+            throw .heapSizeInvalid(g.osid, .gpuLocal, size: p.gpuHeapSize,
+                                   reason: "must be a multiple of 4 KiB in 4 KiB...32 GiB")
+        }
+        if p.heapType == .lma, p.gpuHeapOrigin != .host || !p.hostHeapsAllowed { throw .lmaNeedsHostGPUHeap(g.osid) }
+        let needed = PVZLayout.registerBankSize + p.hostHeapBytes
+        guard g.carveout.size >= needed else { throw .carveoutTooSmall(g.osid, size: g.carveout.size, needed: needed) }
+    }
+
+    /// The configuration of a guest OSID, nil if none.
+    public func spec(of osid: OSID) -> GuestSpec? {
+        osid.rawValue < maxOSIDs ? specs[Int(osid.rawValue)] : nil
+    }
+
+    // MARK: the hypercall entry point
+
+    /// Serves one hypercall of `osid` (decided by the VM manager from the
+    /// socket, never from the request). Writes the response header (when
+    /// `response` holds 16 bytes) and, on OK, the function's output.
+    public func handleCall(osid: OSID, request: UnsafeRawBufferPointer, response: UnsafeMutableRawBufferPointer,
+                           ram: some GuestRAM, registers: some RegisterFile) -> CallOutcome {
+        let header = HypercallRequestHeader.decode(from: request)
+        let raw = header?.function ?? 0
+        let function = header.flatMap { PVZFunction(rawValue: $0.function) }
+        var status: PVZStatus
+        var effect = CallEffect.none
+        if response.count < HypercallResponseHeader.size {
+            status = .malformedRequest
+        } else if let header {
+            (status, effect) = dispatch(osid: osid, header: header, function: function, request: request,
+                                        response: response, ram: ram, registers: registers)
+        } else {
+            status = .malformedRequest
+        }
+        record(osid: osid, rawFunction: raw, status: status)
+        registers.hypercallCompleted(function: function, status: status)
+        guard response.count >= HypercallResponseHeader.size else {
+            return CallOutcome(bytesWritten: 0, rawFunction: raw, function: function, status: status, effect: .none)
+        }
+        HypercallResponseHeader(status: status.rawValue, function: raw, requestID: header?.requestID ?? 0)
+            .encode(into: response)
+        let out = status == .ok ? (function?.outputSize ?? 0) : 0
+        return CallOutcome(bytesWritten: HypercallResponseHeader.size + out, rawFunction: raw,
+                           function: function, status: status, effect: status == .ok ? effect : .none)
+    }
+
+    private func record(osid: OSID, rawFunction: UInt32, status: PVZStatus) {
+        state.withLock { s in
+            if osid.rawValue < s.guests.count, s.guests[Int(osid.rawValue)] != nil {
+                s.guests[Int(osid.rawValue)]!.count(function: rawFunction, status: status)
+            } else {
+                s.invalidOSIDCalls &+= 1
+            }
+        }
+    }
+
+    /// Order of checks: OSID, online, known function, exact request length,
+    /// room for the output, dev_id; then the function's own checks.
+    private func dispatch(osid: OSID, header: HypercallRequestHeader, function: PVZFunction?,
+                          request: UnsafeRawBufferPointer, response: UnsafeMutableRawBufferPointer,
+                          ram: some GuestRAM, registers: some RegisterFile) -> (PVZStatus, CallEffect) {
+        guard let spec = spec(of: osid) else { return (.invalidOSID, .none) }
+        // Checked again under the lock by every call that changes the ledger:
+        // OnVmOffline may run between here and there.
+        let online = state.withLock { $0.guests[Int(osid.rawValue)]!.online }
+        guard online else { return (.vmOffline, .none) }
+        guard let function else { return (.malformedRequest, .none) }
+        let inSize = function.inputSize
+        // Exact length: a longer request is as suspect as a shorter one.
+        guard request.count == HypercallRequestHeader.size + inSize else { return (.malformedRequest, .none) }
+        guard response.count >= HypercallResponseHeader.size + function.outputSize else { return (.malformedRequest, .none) }
+        guard header.devID == 0 else { return (.invalidParams, .none) }
+        let input = UnsafeRawBufferPointer(rebasing: request[HypercallRequestHeader.size...])
+        let output = UnsafeMutableRawBufferPointer(rebasing: response[HypercallResponseHeader.size...])
+        let i = Int(osid.rawValue)
+        let policy = spec.policy
+
+        switch function {
+        case .createDevConfig:
+            let st = state.withLock { s -> PVZStatus in
+                guard s.guests[i]!.online else { return .vmOffline }
+                if s.guests[i]!.devConfigCreated { return .alreadyExists }
+                s.guests[i]!.devConfigCreated = true
+                return .ok
+            }
+            guard st == .ok else { return (st, .none) }
+            let regs = spec.carveout.slice(offset: 0, size: PVZLayout.registerBankSize)!
+            CreateDevConfigOutput(irq: policy.irq, regsSize: UInt32(PVZLayout.registerBankSize),
+                                  regsPBase: spec.carveout.start.rawValue).encode(into: output)
+            return (.ok, .devConfigCreated(irq: policy.irq, registers: regs))
+
+        case .destroyDevConfig:
+            let st = state.withLock { s -> PVZStatus in
+                guard s.guests[i]!.online else { return .vmOffline }
+                guard s.guests[i]!.devConfigCreated else { return .notFound }
+                s.guests[i]!.devConfigCreated = false
+                return .ok
+            }
+            return st == .ok ? (.ok, .devConfigDestroyed) : (st, .none)
+
+        case .createDevPhysHeaps:
+            return createHostHeaps(osid: osid, spec: spec, output: output)
+
+        case .destroyDevPhysHeaps:
+            guard policy.hostHeapsAllowed else { return (.notImplemented, .none) }
+            let (online, freed) = state.withLock { s in
+                s.guests[i]!.online ? (true, Self.freeHostHeaps(&s, i)) : (false, nil)
+            }
+            guard online else { return (.vmOffline, .none) }
+            guard let freed else { return (.notFound, .none) }
+            return (.ok, .heapsDestroyed(fw: freed.fw, gpu: freed.gpu))
+
+        case .mapDevPhysHeap:
+            let inp = MapDevPhysHeapInput.decode(from: input)!
+            return mapGuestFwHeap(osid: osid, spec: spec, input: inp, ram: ram)
+
+        case .unmapDevPhysHeap:
+            guard policy.fwHeapOrigin == .guest else { return (.invalidPVZConfig, .none) }
+            let (online, heap) = state.withLock { s -> (Bool, HeapRecord?) in
+                guard s.guests[i]!.online else { return (false, nil) }
+                let h = s.guests[i]!.guestFwHeap
+                s.guests[i]!.guestFwHeap = nil
+                return (true, h)
+            }
+            guard online else { return (.vmOffline, .none) }
+            guard let heap else { return (.notFound, .none) }
+            return (.ok, .fwHeapUnmapped(heap))
+
+        case .getDevPhysHeapOrigin:
+            let q = HeapQueryInput.decode(from: input)!
+            guard let heap = PhysHeap(rawValue: q.heap) else { return (.invalidParams, .none) }
+            HeapOriginOutput(origin: Self.origin(of: heap, policy).rawValue).encode(into: output)
+            return (.ok, .none)
+
+        case .getDevPhysHeapAddrSize:
+            let q = HeapQueryInput.decode(from: input)!
+            guard let heap = PhysHeap(rawValue: q.heap) else { return (.invalidParams, .none) }
+            let slot = state.withLock { s in Self.heapView(s.guests[i]!) }
+            guard let (size, addr) = Self.addrSize(of: heap, policy, slot) else { return (.notFound, .none) }
+            HeapAddrSizeOutput(size: size, addr: addr).encode(into: output)
+            return (.ok, .none)
+
+        case .readReg:
+            let r = ReadRegInput.decode(from: input)!
+            guard Self.validRegisterOffset(r.offset) else { return (.invalidParams, .none) }
+            switch registers.read(offset: r.offset) {
+            case .success(let v):
+                ReadRegOutput(value: v).encode(into: output)
+                return (.ok, .none)
+            case .failure(let e):
+                return (e == .ok ? .invalidParams : e, .none)
+            }
+
+        case .writeReg:
+            let w = WriteRegInput.decode(from: input)!
+            guard Self.validRegisterOffset(w.offset) else { return (.invalidParams, .none) }
+            let st = registers.write(offset: w.offset, value: w.value)
+            return (st, st == .ok ? .registerWritten(offset: w.offset, value: w.value) : .none)
+        }
+    }
+
+    static func validRegisterOffset(_ o: UInt32) -> Bool {
+        o & 3 == 0 && UInt64(o) < PVZLayout.registerBankSize
+    }
+
+    // MARK: heaps
+
+    private func createHostHeaps(osid: OSID, spec: GuestSpec, output: UnsafeMutableRawBufferPointer) -> (PVZStatus, CallEffect) {
+        let p = spec.policy
+        guard p.hostHeapsAllowed else { return (.notImplemented, .none) }
+        guard p.fwHeapOrigin == .host || p.gpuHeapOrigin == .host else { return (.invalidPVZConfig, .none) }
+        let i = Int(osid.rawValue)
+        let result = state.withLock { s -> (PVZStatus, HeapRecord?, HeapRecord?, HeapView) in
+            var g = s.guests[i]!
+            guard g.online else { return (.vmOffline, nil, nil, Self.heapView(g)) }
+            guard !g.hostHeapsCreated else { return (.alreadyExists, nil, nil, Self.heapView(g)) }
+            let need = p.hostHeapBytes
+            guard need <= s.hostPoolLimit &- s.hostPoolUsed, s.hostPoolUsed <= s.hostPoolLimit,
+                  PVZLayout.registerBankSize + need <= spec.carveout.size else {
+                return (.outOfMemory, nil, nil, Self.heapView(g))
+            }
+            // Layout: register bank, then the FW heap, then the GPU heap.
+            var offset = PVZLayout.registerBankSize
+            if p.fwHeapOrigin == .host {
+                g.hostFwHeap = HeapRecord(osid: osid, heap: .fwLocal, origin: .host,
+                                          ipa: spec.carveout.slice(offset: offset, size: p.fwHeapSize)!,
+                                          pa: PAWindow.carveout(osid, offset: offset))
+                offset += p.fwHeapSize
+            }
+            if p.gpuHeapOrigin == .host {
+                g.hostGpuHeap = HeapRecord(osid: osid, heap: .gpuLocal, origin: .host,
+                                           ipa: spec.carveout.slice(offset: offset, size: p.gpuHeapSize)!,
+                                           pa: PAWindow.carveout(osid, offset: offset))
+            }
+            g.hostHeapsCreated = true
+            s.hostPoolUsed += need
+            let view = Self.heapView(g)
+            let (fw, gpu) = (g.hostFwHeap, g.hostGpuHeap)
+            s.guests[i] = g
+            return (.ok, fw, gpu, view)
+        }
+        guard result.0 == .ok else { return (result.0, .none) }
+        let fw = Self.addrSize(of: .fwLocal, p, result.3) ?? (0, 0)
+        let gpu = Self.addrSize(of: .gpuLocal, p, result.3) ?? (0, 0)
+        CreateDevPhysHeapsOutput(type: p.heapType.rawValue, fwSize: fw.0, fwPAddr: fw.1,
+                                 gpuSize: gpu.0, gpuPAddr: gpu.1).encode(into: output)
+        return (.ok, .heapsCreated(fw: result.1, gpu: result.2))
+    }
+
+    /// Frees the host-origin heaps of slot `i`; nil when there were none.
+    static func freeHostHeaps(_ s: inout ServerState, _ i: Int) -> (fw: HeapRecord?, gpu: HeapRecord?)? {
+        guard s.guests[i]!.hostHeapsCreated else { return nil }
+        let g = s.guests[i]!
+        let freed = (g.hostFwHeap, g.hostGpuHeap)
+        s.hostPoolUsed -= g.spec.policy.hostHeapBytes
+        s.guests[i]!.hostFwHeap = nil
+        s.guests[i]!.hostGpuHeap = nil
+        s.guests[i]!.hostHeapsCreated = false
+        return freed
+    }
+
+    private func mapGuestFwHeap(osid: OSID, spec: GuestSpec, input: MapDevPhysHeapInput,
+                                ram: some GuestRAM) -> (PVZStatus, CallEffect) {
+        let p = spec.policy
+        guard p.fwHeapOrigin == .guest else { return (.invalidPVZConfig, .none) }
+        let start = IPA(input.paddr)
+        guard input.paddr != 0, start.isPageAligned, input.size == p.fwHeapSize else { return (.invalidParams, .none) }
+        guard let range = IPARange(start: start, size: input.size) else { return (.addressOutOfRange, .none) }
+        // Asked before taking the lock: the glue's memory table has its own.
+        let inRAM = ram.contains(range)
+        let i = Int(osid.rawValue)
+        return state.withLock { s -> (PVZStatus, CallEffect) in
+            let g = s.guests[i]!
+            guard g.online else { return (.vmOffline, .none) }
+            guard g.guestFwHeap == nil else { return (.alreadyExists, .none) }
+            guard inRAM, !range.overlaps(spec.carveout) else { return (.addressOutOfRange, .none) }
+            // Host heaps sit inside the carve-out today; checked anyway so a
+            // future layout cannot silently alias them.
+            if let h = g.hostFwHeap, h.ipa.overlaps(range) { return (.addressOutOfRange, .none) }
+            if let h = g.hostGpuHeap, h.ipa.overlaps(range) { return (.addressOutOfRange, .none) }
+            let rec = HeapRecord(osid: osid, heap: .fwLocal, origin: .guest, ipa: range, pa: PAWindow.guestHeap(osid))
+            s.guests[i]!.guestFwHeap = rec
+            return (.ok, .fwHeapMapped(rec))
+        }
+    }
+
+    // MARK: sConfigFuncTab policy
+
+    static func origin(of heap: PhysHeap, _ p: GuestPolicy) -> HeapOrigin { p.origin(of: heap) }
+
+    struct HeapView {
+        var hostFw: IPARange?
+        var hostGpu: IPARange?
+        var guestFw: IPARange?
+    }
+
+    static func heapView(_ g: GuestSlot) -> HeapView {
+        HeapView(hostFw: g.hostFwHeap?.ipa, hostGpu: g.hostGpuHeap?.ipa, guestFw: g.guestFwHeap?.ipa)
+    }
+
+    /// (size, addr) for GET_DEV_PHYS_HEAP_ADDR_SIZE and CREATE_DEV_PHYS_HEAPS;
+    /// nil (NOT_FOUND) for a host-origin heap not yet created. The table is
+    /// docs/pvz-server.md.
+    static func addrSize(of heap: PhysHeap, _ p: GuestPolicy, _ v: HeapView) -> (UInt64, UInt64)? {
+        switch heap {
+        case .fwLocal, .fwGuest:
+            if p.fwHeapOrigin == .host {
+                guard let r = v.hostFw else { return nil }
+                return (r.size, r.start.rawValue)
+            }
+            if let r = v.guestFw { return (r.size, r.start.rawValue) }
+            return (p.fwHeapSize, 0)
+        case .gpuLocal:
+            if p.gpuHeapOrigin == .host {
+                guard let r = v.hostGpu else { return nil }
+                return (r.size, r.start.rawValue)
+            }
+            switch p.heapType {
+            case .uma: return (0, 0)
+            case .dma: return (p.gpuHeapSize, 0)
+            case .lma: return nil   // refused at init: LMA is always host-origin
+            }
+        case .cpuLocal, .external:
+            return (0, 0)
+        }
+    }
+}

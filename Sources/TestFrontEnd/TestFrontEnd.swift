@@ -1,0 +1,336 @@
+import CPVZShim
+import VhostUser
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A vhost-user front-end that plays QEMU for tests and benchmarks: a real
+/// Unix socket, a memfd as guest RAM passed with SCM_RIGHTS, split rings laid
+/// out in it, and eventfds for kick and call. Written from vhost-user.rst and
+/// the virtio spec, independently of the back-end's code.
+public final class TestFrontEnd {
+    public let socketFD: Int32
+    public let memFD: Int32
+    public let ram: UnsafeMutableRawPointer
+    public let ramSize: UInt64
+    /// Guest physical address of the RAM's first byte.
+    public let ramGPA: UInt64
+    /// The front-end "virtual address" of the RAM (vring addresses use it).
+    public let userBase: UInt64 = 0x7f00_0000_0000
+    public var queues: [DriverQueue] = []
+    private var bump: UInt64
+
+    public enum Failure: Error, CustomStringConvertible {
+        case connect(String, Int32)
+        case io(String)
+        case badReply(String)
+        public var description: String {
+            switch self {
+            case .connect(let p, let e): return "connect \(p): errno \(e)"
+            case .io(let s): return s
+            case .badReply(let s): return s
+            }
+        }
+    }
+
+    /// Connects to `path` (retrying up to `timeoutMs` while the daemon starts)
+    /// and creates `ramSize` bytes of guest RAM at GPA `ramGPA`.
+    public init(path: String, ramSize: UInt64 = 256 << 20, ramGPA: UInt64 = 0, timeoutMs: Int = 5000) throws {
+        var fd: Int32 = -1
+        var waited = 0
+        while true {
+            fd = pvz_unix_connect(path)
+            if fd >= 0 || waited >= timeoutMs { break }
+            usleep(10_000); waited += 10
+        }
+        if fd < 0 { throw Failure.connect(path, errno) }
+        socketFD = fd
+        memFD = pvz_memfd_create("test-guest-ram", UInt32(MFD_CLOEXEC))
+        if memFD < 0 { throw Failure.io("memfd_create: errno \(errno)") }
+        if ftruncate(memFD, off_t(ramSize)) != 0 { throw Failure.io("ftruncate: errno \(errno)") }
+        guard let p = mmap(nil, Int(ramSize), PROT_READ | PROT_WRITE, MAP_SHARED, memFD, 0), p != MAP_FAILED else {
+            throw Failure.io("mmap: errno \(errno)")
+        }
+        ram = p
+        self.ramSize = ramSize
+        self.ramGPA = ramGPA
+        bump = ramGPA + 0x10_0000
+    }
+
+    deinit {
+        close(socketFD)
+        munmap(ram, Int(ramSize))
+        close(memFD)
+        for q in queues { close(q.kick.fd); close(q.call.fd) }
+    }
+
+    public func closeSocket() { shutdown(socketFD, Int32(SHUT_RDWR)) }
+
+    // MARK: Guest memory
+
+    public func host(_ gpa: UInt64) -> UnsafeMutableRawPointer {
+        precondition(gpa >= ramGPA && gpa < ramGPA + ramSize, "GPA 0x\(String(gpa, radix: 16)) outside test RAM")
+        return ram + Int(gpa - ramGPA)
+    }
+    public func write(_ gpa: UInt64, _ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { host(gpa).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
+    public func read(_ gpa: UInt64, _ count: Int) -> [UInt8] {
+        Array(UnsafeRawBufferPointer(start: host(gpa), count: count))
+    }
+    public func load<T: FixedWidthInteger>(_ gpa: UInt64, as: T.Type) -> T {
+        T(littleEndian: host(gpa).loadUnaligned(as: T.self))
+    }
+    public func store<T: FixedWidthInteger>(_ gpa: UInt64, _ v: T) {
+        host(gpa).storeBytes(of: v.littleEndian, as: T.self)
+    }
+    /// Bump-allocates guest memory (never freed; tests are short).
+    public func alloc(_ size: UInt64, align: UInt64 = 64) -> UInt64 {
+        bump = (bump + align - 1) & ~(align - 1)
+        let a = bump
+        bump += size
+        precondition(bump <= ramGPA + ramSize / 2, "test allocator exhausted")
+        return a
+    }
+
+    // MARK: Messages
+
+    public func send(_ request: FrontEndRequest, flags: UInt32 = MessageHeader.version, payload: [UInt8] = [], fds: [Int32] = []) throws {
+        try sendRaw(request: request.rawValue, flags: flags, payload: payload, fds: fds)
+    }
+
+    public func sendRaw(request: UInt32, flags: UInt32 = MessageHeader.version, size: UInt32? = nil, payload: [UInt8] = [], fds: [Int32] = []) throws {
+        var b = [UInt8](repeating: 0, count: MessageHeader.size + payload.count)
+        b.withUnsafeMutableBytes { MessageHeader(request: request, flags: flags, size: size ?? UInt32(payload.count)).encode(into: $0) }
+        b.replaceSubrange(MessageHeader.size..., with: payload)
+        let r = b.withUnsafeBytes { bp in fds.withUnsafeBufferPointer { pvz_send_with_fds(socketFD, bp.baseAddress, bp.count, $0.baseAddress, Int32(fds.count)) } }
+        if r != b.count { throw Failure.io("sendmsg: \(r) of \(b.count) bytes, errno \(errno)") }
+    }
+
+    /// Reads one reply (waits up to `timeoutMs`).
+    public func receive(timeoutMs: Int32 = 5000) throws -> (MessageHeader, [UInt8]) {
+        var pfd = pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)
+        if poll(&pfd, 1, timeoutMs) <= 0 { throw Failure.io("no reply within \(timeoutMs) ms") }
+        var h = [UInt8](repeating: 0, count: MessageHeader.size)
+        try readFully(&h)
+        let header = h.withUnsafeBytes { MessageHeader.decode($0)! }
+        var p = [UInt8](repeating: 0, count: Int(header.size))
+        if header.size > 0 { try readFully(&p) }
+        return (header, p)
+    }
+
+    private func readFully(_ b: inout [UInt8]) throws {
+        var got = 0
+        while got < b.count {
+            let r = b.withUnsafeMutableBytes { recv(socketFD, $0.baseAddress! + got, $0.count - got, 0) }
+            if r <= 0 { throw Failure.io("connection closed by back-end (read \(got) of \(b.count))") }
+            got += r
+        }
+    }
+
+    /// True when the back-end has closed the connection (EOF readable).
+    public func backendClosed(timeoutMs: Int32 = 2000) -> Bool {
+        var pfd = pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)
+        if poll(&pfd, 1, timeoutMs) <= 0 { return false }
+        var c: UInt8 = 0
+        return recv(socketFD, &c, 1, Int32(MSG_PEEK)) == 0
+    }
+
+    public func getU64(_ request: FrontEndRequest) throws -> UInt64 {
+        try send(request)
+        let (h, p) = try receive()
+        guard h.request == request.rawValue, p.count == 8 else { throw Failure.badReply("\(request.name): reply \(h.request) size \(p.count)") }
+        return p.withUnsafeBytes { $0.le64(0) }
+    }
+
+    /// Sends with NEED_REPLY and returns the ack value (0 = success).
+    public func sendAcked(_ request: FrontEndRequest, payload: [UInt8] = [], fds: [Int32] = []) throws -> UInt64 {
+        try send(request, flags: MessageHeader.version | MessageHeader.needReplyFlag, payload: payload, fds: fds)
+        let (h, p) = try receive()
+        guard h.request == request.rawValue, p.count == 8 else { throw Failure.badReply("\(request.name): ack \(h.request) size \(p.count)") }
+        return p.withUnsafeBytes { $0.le64(0) }
+    }
+
+    public static func u64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+    public static func state(_ index: UInt32, _ num: UInt32) -> [UInt8] {
+        var b = [UInt8](repeating: 0, count: 8)
+        b.withUnsafeMutableBytes { VringStatePayload(index: index, num: num).encode(into: $0) }
+        return b
+    }
+
+    public func memTablePayload() -> [UInt8] {
+        let t = MemoryTablePayload(regions: [MemoryRegionWire(guestPhysAddr: ramGPA, memorySize: ramSize, userAddr: userBase, mmapOffset: 0)])
+        var b = [UInt8](repeating: 0, count: t.encodedSize)
+        b.withUnsafeMutableBytes { t.encode(into: $0) }
+        return b
+    }
+
+    // MARK: The QEMU start sequence
+
+    /// GET_FEATURES ... SET_VRING_ENABLE for every queue, as QEMU 10.0 does for
+    /// vhost-user-base; returns the negotiated virtio features.
+    @discardableResult
+    public func start(queueCount: Int = 3, queueSize: UInt16 = 64, wantFeatures: UInt64? = nil, useAddMemReg: Bool = false) throws -> UInt64 {
+        let offered = try getU64(.getFeatures)
+        let proto = try getU64(.getProtocolFeatures)
+        let want = proto & (ProtocolFeatures.mq.rawValue | ProtocolFeatures.replyAck.rawValue | ProtocolFeatures.config.rawValue
+            | ProtocolFeatures.backendReq.rawValue | ProtocolFeatures.status.rawValue | ProtocolFeatures.configureMemSlots.rawValue
+            | ProtocolFeatures.resetDevice.rawValue)
+        try send(.setProtocolFeatures, payload: Self.u64(want))
+        let qn = try getU64(.getQueueNum)
+        guard qn == UInt64(queueCount) else { throw Failure.badReply("GET_QUEUE_NUM \(qn), expected \(queueCount)") }
+        try send(.setOwner)
+        let features = wantFeatures ?? offered
+        guard try sendAcked(.setFeatures, payload: Self.u64(features)) == 0 else { throw Failure.badReply("SET_FEATURES refused") }
+        if useAddMemReg {
+            var b = [UInt8](repeating: 0, count: SingleRegionPayload.size)
+            b.withUnsafeMutableBytes { SingleRegionPayload(region: MemoryRegionWire(guestPhysAddr: ramGPA, memorySize: ramSize, userAddr: userBase, mmapOffset: 0)).encode(into: $0) }
+            guard try sendAcked(.addMemReg, payload: b, fds: [memFD]) == 0 else { throw Failure.badReply("ADD_MEM_REG refused") }
+        } else {
+            guard try sendAcked(.setMemTable, payload: memTablePayload(), fds: [memFD]) == 0 else { throw Failure.badReply("SET_MEM_TABLE refused") }
+        }
+        if queues.isEmpty {
+            for i in 0..<queueCount { queues.append(try DriverQueue(fe: self, index: i, size: queueSize)) }
+        }
+        for q in queues { try q.setUp(self) }
+        for q in queues {
+            guard try sendAcked(.setVringEnable, payload: Self.state(UInt32(q.index), 1)) == 0 else { throw Failure.badReply("SET_VRING_ENABLE refused") }
+        }
+        return features
+    }
+
+    /// Stops every ring (GET_VRING_BASE) as QEMU does on guest reset.
+    public func stopQueues() throws -> [UInt32] {
+        var bases: [UInt32] = []
+        for q in queues {
+            try send(.setVringEnable, payload: Self.state(UInt32(q.index), 0))
+            try send(.getVringBase, payload: Self.state(UInt32(q.index), 0))
+            let (_, p) = try receive()
+            bases.append(p.withUnsafeBytes { $0.le32(4) })
+        }
+        return bases
+    }
+
+    /// GET_CONFIG of the whole config space.
+    public func readConfig(size: Int) throws -> [UInt8] {
+        var b = [UInt8](repeating: 0, count: ConfigPayload.headerSize + size)
+        b.withUnsafeMutableBytes { ConfigPayload(offset: 0, size: UInt32(size), flags: 0).encodeHeader(into: $0) }
+        try send(.getConfig, payload: b)
+        let (h, p) = try receive()
+        guard h.request == FrontEndRequest.getConfig.rawValue, p.count == b.count else { throw Failure.badReply("GET_CONFIG reply of \(p.count) bytes") }
+        return Array(p[ConfigPayload.headerSize...])
+    }
+}
+
+/// The driver's side of one split virtqueue inside the test front-end's RAM.
+public final class DriverQueue {
+    public let index: Int
+    public let size: UInt16
+    public let descGPA: UInt64, availGPA: UInt64, usedGPA: UInt64
+    public let kick: EventFD
+    public let call: EventFD
+    public private(set) var availIdx: UInt16 = 0
+    public private(set) var lastUsed: UInt16 = 0
+    private var nextDesc: UInt16 = 0
+    unowned let fe: TestFrontEnd
+
+    init(fe: TestFrontEnd, index: Int, size: UInt16) throws {
+        self.fe = fe
+        self.index = index
+        self.size = size
+        descGPA = fe.alloc(16 * UInt64(size), align: 4096)
+        availGPA = fe.alloc(6 + 2 * UInt64(size), align: 4096)
+        usedGPA = fe.alloc(6 + 8 * UInt64(size), align: 4096)
+        kick = try EventFD(nonBlocking: true)
+        call = try EventFD(nonBlocking: true)
+    }
+
+    func setUp(_ fe: TestFrontEnd) throws {
+        try fe.send(.setVringNum, payload: TestFrontEnd.state(UInt32(index), UInt32(size)))
+        try fe.send(.setVringBase, payload: TestFrontEnd.state(UInt32(index), UInt32(availIdx)))
+        var a = [UInt8](repeating: 0, count: VringAddrPayload.size)
+        a.withUnsafeMutableBytes {
+            VringAddrPayload(index: UInt32(index), flags: 0, desc: fe.userBase + (descGPA - fe.ramGPA),
+                             used: fe.userBase + (usedGPA - fe.ramGPA), avail: fe.userBase + (availGPA - fe.ramGPA), log: 0).encode(into: $0)
+        }
+        try fe.send(.setVringAddr, payload: a)
+        try fe.send(.setVringKick, payload: TestFrontEnd.u64(UInt64(index)), fds: [kick.fd])
+        try fe.send(.setVringCall, payload: TestFrontEnd.u64(UInt64(index)), fds: [call.fd])
+    }
+
+    /// A raw descriptor for malformed-chain tests.
+    public struct Desc {
+        public var addr: UInt64, len: UInt32, flags: UInt16, next: UInt16
+        public init(addr: UInt64, len: UInt32, flags: UInt16, next: UInt16) { self.addr = addr; self.len = len; self.flags = flags; self.next = next }
+    }
+    public static let fNext: UInt16 = 1, fWrite: UInt16 = 2, fIndirect: UInt16 = 4
+
+    public func writeDesc(_ i: UInt16, _ d: Desc, table: UInt64? = nil) {
+        let base = (table ?? descGPA) + 16 * UInt64(i)
+        fe.store(base, d.addr); fe.store(base + 8, d.len); fe.store(base + 12, d.flags); fe.store(base + 14, d.next)
+    }
+
+    /// Puts a chain of (gpa, len, writable) buffers on the ring and kicks.
+    @discardableResult
+    public func add(_ buffers: [(UInt64, UInt32, Bool)], kick doKick: Bool = true) -> UInt16 {
+        let head = nextDesc
+        for (k, b) in buffers.enumerated() {
+            let i = (head &+ UInt16(k)) % size
+            let last = k == buffers.count - 1
+            writeDesc(i, Desc(addr: b.0, len: b.1, flags: (b.2 ? Self.fWrite : 0) | (last ? 0 : Self.fNext), next: (i + 1) % size))
+        }
+        nextDesc = (head &+ UInt16(buffers.count)) % size
+        publish(head: head, kick: doKick)
+        return head
+    }
+
+    /// Makes `head` available (whatever its descriptors say) and optionally kicks.
+    public func publish(head: UInt16, kick doKick: Bool = true) {
+        fe.store(availGPA + 4 + 2 * UInt64(availIdx % size), head)
+        availIdx &+= 1
+        pvz_store_release_u16(fe.host(availGPA + 2), availIdx)
+        if doKick { kick.signal() }
+    }
+
+    /// Sets avail idx directly (for index-jump tests).
+    public func forceAvailIdx(_ v: UInt16) { pvz_store_release_u16(fe.host(availGPA + 2), v); availIdx = v }
+
+    public var usedIdx: UInt16 { pvz_load_acquire_u16(fe.host(usedGPA + 2)) }
+
+    /// EVENT_IDX: ask for an interrupt when the next used element appears.
+    @inline(__always)
+    public func armUsedEvent() {
+        pvz_store_release_u16(fe.host(availGPA + 4 + 2 * UInt64(size)), lastUsed)
+        pvz_fence_seq_cst()
+    }
+
+    /// Next used element (id, len), waiting up to `timeoutMs` on the call eventfd.
+    public func waitUsed(timeoutMs: Int32 = 2000) -> (UInt32, UInt32)? {
+        var waited: Int32 = 0
+        armUsedEvent()
+        while usedIdx == lastUsed {
+            var pfd = pollfd(fd: call.fd, events: Int16(POLLIN), revents: 0)
+            let step: Int32 = 100
+            if poll(&pfd, 1, step) > 0 { call.drain() }
+            waited += step
+            if waited >= timeoutMs && usedIdx == lastUsed { return nil }
+        }
+        let e = usedGPA + 4 + 8 * UInt64(lastUsed % size)
+        lastUsed &+= 1
+        return (fe.load(e, as: UInt32.self), fe.load(e + 4, as: UInt32.self))
+    }
+
+    /// Blocks on the call eventfd until the next used element (benchmark path).
+    @inline(__always)
+    public func blockUsed() -> UInt32 {
+        armUsedEvent()
+        while usedIdx == lastUsed {
+            var pfd = pollfd(fd: call.fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&pfd, 1, 1000)
+            call.drain()
+        }
+        let e = usedGPA + 4 + 8 * UInt64(lastUsed % size)
+        lastUsed &+= 1
+        return fe.load(e + 4, as: UInt32.self)
+    }
+}

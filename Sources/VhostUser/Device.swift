@@ -1,0 +1,55 @@
+import Logging
+import Virtqueue
+
+/// A virtio device served over vhost-user. The engine owns the socket, the
+/// messages, the memory table and the vrings; the device sees only queues and
+/// guest memory (rust-vmm's `VhostUserBackend` split). All calls come on the
+/// guest's own thread, so a device needs no locks for its per-connection state.
+public protocol VhostUserDevice: AnyObject {
+    var queueCount: Int { get }
+    var maxQueueSize: UInt16 { get }
+    /// Every virtio feature bit offered (VERSION_1, ring bits, device bits).
+    /// The engine adds VHOST_USER_F_PROTOCOL_FEATURES.
+    var deviceFeatures: UInt64 { get }
+    /// Bytes of config space; 0 means no GET_CONFIG.
+    var configSize: Int { get }
+    func readConfig(into buffer: UnsafeMutableRawBufferPointer)
+
+    func frontEndConnected(_ ctx: BackendContext)
+    func frontEndDisconnected(_ ctx: BackendContext)
+    func memoryChanged(_ ctx: BackendContext)
+    func queueStarted(_ index: Int, _ ctx: BackendContext)
+    func queueStopped(_ index: Int, _ ctx: BackendContext)
+    /// The guest kicked queue `index` (or it was enabled with work pending).
+    func queueKicked(_ index: Int, _ ctx: BackendContext)
+    /// Another thread rang the guest's waker (`VhostUserServer.wake()`).
+    func wake(_ ctx: BackendContext)
+    func statusChanged(from old: UInt8, to new: UInt8, _ ctx: BackendContext)
+    /// RESET_DEVICE, RESET_OWNER or status 0.
+    func reset(_ ctx: BackendContext)
+}
+
+extension VhostUserDevice {
+    public func frontEndConnected(_ ctx: BackendContext) {}
+    public func frontEndDisconnected(_ ctx: BackendContext) {}
+    public func memoryChanged(_ ctx: BackendContext) {}
+    public func queueStarted(_ index: Int, _ ctx: BackendContext) {}
+    public func queueStopped(_ index: Int, _ ctx: BackendContext) {}
+    public func wake(_ ctx: BackendContext) {}
+    public func statusChanged(from old: UInt8, to new: UInt8, _ ctx: BackendContext) {}
+    public func reset(_ ctx: BackendContext) {}
+}
+
+/// What a device may see and do of its connection.
+public protocol BackendContext: AnyObject {
+    var memory: GuestMemory { get }
+    var vrings: [Vring] { get }
+    var ackedFeatures: UInt64 { get }
+    var status: UInt8 { get }
+    var logger: Logger { get }
+    /// The guest broke the virtio contract on `queue`: stop it, set NEEDS_RESET,
+    /// tell the front-end (error fd, config change). Other guests are untouched.
+    func needsReset(queue: Int, reason: String)
+    /// Sends VHOST_USER_BACKEND_CONFIG_CHANGE_MSG when the back-end channel was negotiated.
+    func sendConfigChange()
+}

@@ -1,0 +1,76 @@
+import CPVZShim
+import Virtqueue
+
+/// One vring's vhost-user state (size, addresses, base, eventfds) and, while
+/// started, its live split queue. Touched only by the guest's thread.
+public final class Vring {
+    public let index: Int
+    public internal(set) var size: UInt16 = 0
+    var addr: VringAddrPayload?
+    public internal(set) var base: UInt16 = 0
+    var kickFD: Int32 = -1
+    var callFD: Int32 = -1
+    var errFD: Int32 = -1
+    public internal(set) var enabled = false
+    public internal(set) var started = false
+    public internal(set) var queue: SplitQueue?
+    public internal(set) var brokenReason: String?
+    public let chain: DescriptorChain
+    /// Notifications sent (call eventfd writes) and chains completed, for status.
+    public internal(set) var notifications: UInt64 = 0
+    public internal(set) var completed: UInt64 = 0
+
+    init(index: Int, maxSize: UInt16) {
+        self.index = index
+        self.chain = DescriptorChain(capacity: Int(maxSize))
+    }
+
+    /// Started, enabled and not broken: the device may pop and push.
+    public var isLive: Bool { started && enabled && brokenReason == nil && queue != nil }
+
+    /// The next available chain, walked and checked, or nil when empty/not live.
+    @inline(__always)
+    public func nextChain(_ memory: GuestMemory) throws(ChainError) -> DescriptorChain? {
+        guard isLive else { return nil }
+        guard let head = try queue!.popHead() else { return nil }
+        try queue!.walk(head: head, memory: memory, into: chain)
+        return chain
+    }
+
+    /// Returns a chain to the driver with `written` bytes in its writable part.
+    @inline(__always)
+    public func complete(head: UInt16, written: UInt32) {
+        guard queue != nil else { return }
+        queue!.addUsed(head: head, length: written)
+        completed &+= 1
+    }
+
+    /// Signals the call eventfd if the driver wants an interrupt.
+    @inline(__always)
+    public func notifyIfNeeded() {
+        guard queue != nil, callFD >= 0 else { return }
+        if queue!.needsNotification() {
+            EventFD.signal(callFD)
+            notifications &+= 1
+        }
+    }
+
+    /// After draining: re-arm kicks, true when more arrived meanwhile.
+    @inline(__always)
+    public func armAndRecheck() -> Bool {
+        guard isLive else { return false }
+        return queue!.armAndRecheck()
+    }
+
+    /// Chains the driver has made available that we have not popped.
+    public var pending: Bool {
+        guard let q = queue, isLive else { return false }
+        return q.availIdx() != q.lastAvailIdx
+    }
+
+    func closeFDs() {
+        closeIfOpen(&kickFD)
+        closeIfOpen(&callFD)
+        closeIfOpen(&errFD)
+    }
+}

@@ -1,0 +1,206 @@
+import CPVZShim
+
+/// Virtio ring feature bits the split queue understands.
+public enum RingFeature {
+    public static let indirectDesc: UInt64 = 1 << 28
+    public static let eventIdx: UInt64 = 1 << 29
+}
+
+/// Where the three parts of a split ring live, in guest-physical terms as
+/// resolved by the transport (vhost-user gives front-end addresses; the engine
+/// translates them before building the queue).
+public struct VringLayout {
+    public var desc: UnsafeMutableRawPointer
+    public var avail: UnsafeMutableRawPointer
+    public var used: UnsafeMutableRawPointer
+    public init(desc: UnsafeMutableRawPointer, avail: UnsafeMutableRawPointer, used: UnsafeMutableRawPointer) {
+        self.desc = desc
+        self.avail = avail
+        self.used = used
+    }
+
+    public static func descTableBytes(_ size: UInt16) -> UInt64 { 16 * UInt64(size) }
+    /// flags, idx, ring[size], used_event
+    public static func availBytes(_ size: UInt16) -> UInt64 { 6 + 2 * UInt64(size) }
+    /// flags, idx, ring[size] of {id, len}, avail_event
+    public static func usedBytes(_ size: UInt16) -> UInt64 { 6 + 8 * UInt64(size) }
+}
+
+public enum QueueSetupError: Error, Equatable, CustomStringConvertible {
+    case badSize(UInt16, max: UInt16)
+    case misaligned(part: String, address: UInt64, alignment: UInt64)
+    case notInMemory(part: String, address: UInt64, length: UInt64)
+
+    public var description: String {
+        switch self {
+        case .badSize(let s, let m): return "queue size \(s) is not a power of two in 1...\(m)"
+        case .misaligned(let p, let a, let al): return "\(p) ring address 0x\(String(a, radix: 16)) is not \(al)-byte aligned"
+        case .notInMemory(let p, let a, let l):
+            return "\(p) ring at 0x\(String(a, radix: 16)) (\(l) bytes) is not inside one guest memory region"
+        }
+    }
+}
+
+/// The device side of a split virtqueue (virtio 1.x section 2.7).
+/// Owned by one thread (the guest's event loop); the guest is the only other
+/// writer, so ordering is by acquire/release on the ring indices.
+public struct SplitQueue {
+    public let size: UInt16
+    public let layout: VringLayout
+    public var eventIdx: Bool
+    public var indirect: Bool
+    public private(set) var lastAvailIdx: UInt16
+    public private(set) var usedIdx: UInt16
+    private var signalledUsed: UInt16 = 0
+    private var signalledUsedValid = false
+
+    static let descFNext: UInt16 = 1
+    static let descFWrite: UInt16 = 2
+    static let descFIndirect: UInt16 = 4
+    static let availFNoInterrupt: UInt16 = 1
+
+    public static func validSize(_ size: UInt16, max: UInt16) -> Bool {
+        size > 0 && size <= max && (size & (size - 1)) == 0
+    }
+
+    /// `base` is the index to resume from (SET_VRING_BASE): the next avail
+    /// entry to read and, unless `usedIdx` says otherwise, the used index.
+    public init(size: UInt16, layout: VringLayout, base: UInt16, usedIdx: UInt16? = nil, eventIdx: Bool, indirect: Bool) {
+        self.size = size
+        self.layout = layout
+        self.lastAvailIdx = base
+        self.usedIdx = usedIdx ?? base
+        self.eventIdx = eventIdx
+        self.indirect = indirect
+    }
+
+    /// Translates and checks the front-end ring addresses of a queue.
+    public static func layout(size: UInt16, desc: UInt64, avail: UInt64, used: UInt64,
+                              translate: (UInt64, UInt64) -> UnsafeMutableRawPointer?) throws(QueueSetupError) -> VringLayout {
+        let parts: [(String, UInt64, UInt64, UInt64)] = [
+            ("descriptor", desc, 16, VringLayout.descTableBytes(size)),
+            ("avail", avail, 2, VringLayout.availBytes(size)),
+            ("used", used, 4, VringLayout.usedBytes(size)),
+        ]
+        var ptrs: [UnsafeMutableRawPointer] = []
+        for (name, addr, align, len) in parts {
+            if addr % align != 0 { throw .misaligned(part: name, address: addr, alignment: align) }
+            guard let p = translate(addr, len) else { throw .notInMemory(part: name, address: addr, length: len) }
+            ptrs.append(p)
+        }
+        return VringLayout(desc: ptrs[0], avail: ptrs[1], used: ptrs[2])
+    }
+
+    @inline(__always) private var availIdxPtr: UnsafeMutableRawPointer { layout.avail + 2 }
+    @inline(__always) private var usedIdxPtr: UnsafeMutableRawPointer { layout.used + 2 }
+    @inline(__always) private var usedEventPtr: UnsafeMutableRawPointer { layout.avail + 4 + 2 * Int(size) }
+    @inline(__always) private var availEventPtr: UnsafeMutableRawPointer { layout.used + 4 + 8 * Int(size) }
+
+    /// The driver's current avail index (acquire: entries before it are visible).
+    @inline(__always) public func availIdx() -> UInt16 { pvz_load_acquire_u16(availIdxPtr) }
+
+    /// Next available chain head, or nil when the ring is empty.
+    @inline(__always)
+    public mutating func popHead() throws(ChainError) -> UInt16? {
+        let avail = availIdx()
+        if avail == lastAvailIdx { return nil }
+        if avail &- lastAvailIdx > size {
+            throw .availIndexJump(availIdx: avail, lastAvailIdx: lastAvailIdx, queueSize: size)
+        }
+        let slot = Int(lastAvailIdx & (size - 1))
+        let head = (layout.avail + 4 + 2 * slot).loadUnaligned(as: UInt16.self).littleEndian
+        lastAvailIdx &+= 1
+        if head >= size { throw .headOutOfRange(head: head, queueSize: size) }
+        return head
+    }
+
+    /// Walks the chain starting at `head` into `chain`, checking every index,
+    /// length and address (virtio 1.x 2.7.5 / 2.7.7 rules).
+    public func walk(head: UInt16, memory: GuestMemory, into chain: DescriptorChain) throws(ChainError) {
+        chain.reset(head: head)
+        let limit = Int(size)
+        var table = layout.desc
+        var tableSize = Int(size)
+        var index = Int(head)
+        var seen = 0
+        var inIndirect = false
+        while true {
+            if index >= tableSize { throw .nextOutOfRange(next: UInt16(truncatingIfNeeded: index), tableSize: tableSize) }
+            seen += 1
+            if seen > limit { throw .tooLong(limit: limit) }
+            let d = table + 16 * index
+            let addr = d.loadUnaligned(as: UInt64.self).littleEndian
+            let len = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
+            let flags = d.loadUnaligned(fromByteOffset: 12, as: UInt16.self).littleEndian
+            let next = d.loadUnaligned(fromByteOffset: 14, as: UInt16.self).littleEndian
+            if flags & Self.descFIndirect != 0 {
+                if !indirect { throw .indirectNotNegotiated }
+                if inIndirect { throw .nestedIndirect }
+                if flags & Self.descFNext != 0 { throw .indirectWithNext }
+                if len == 0 || len % 16 != 0 || Int(len / 16) > limit { throw .badIndirectLength(length: len, limit: limit) }
+                guard let t = memory.translate(gpa: addr, length: UInt64(len)) else {
+                    throw .addressOutOfRange(gpa: addr, length: len)
+                }
+                table = t
+                tableSize = Int(len / 16)
+                index = 0
+                inIndirect = true
+                continue
+            }
+            if len > 0 {
+                guard let p = memory.translate(gpa: addr, length: UInt64(len)) else {
+                    throw .addressOutOfRange(gpa: addr, length: len)
+                }
+                if flags & Self.descFWrite != 0 {
+                    chain.appendWritable(p, Int(len))
+                } else {
+                    if chain.writableCount > 0 { throw .readableAfterWritable(index: seen - 1) }
+                    chain.appendReadable(p, Int(len))
+                }
+            }
+            if flags & Self.descFNext == 0 { return }
+            index = Int(next)
+        }
+    }
+
+    /// Publishes one used element (release: the buffer contents are written first).
+    @inline(__always)
+    public mutating func addUsed(head: UInt16, length: UInt32) {
+        let slot = Int(usedIdx & (size - 1))
+        let e = layout.used + 4 + 8 * slot
+        e.storeBytes(of: UInt32(head).littleEndian, as: UInt32.self)
+        e.storeBytes(of: length.littleEndian, toByteOffset: 4, as: UInt32.self)
+        usedIdx &+= 1
+        pvz_store_release_u16(usedIdxPtr, usedIdx.littleEndian)
+    }
+
+    /// Whether the driver wants an interrupt for what was used since the last
+    /// notification (EVENT_IDX's vring_need_event, or the avail NO_INTERRUPT flag).
+    @inline(__always)
+    public mutating func needsNotification() -> Bool {
+        pvz_fence_seq_cst()  // order the used idx store before reading the driver's event index
+        if !eventIdx {
+            return pvz_load_acquire_u16(layout.avail) & Self.availFNoInterrupt == 0
+        }
+        let new = usedIdx
+        let old = signalledUsed
+        let valid = signalledUsedValid
+        signalledUsed = new
+        signalledUsedValid = true
+        if !valid { return true }
+        let usedEvent = pvz_load_acquire_u16(usedEventPtr)
+        return (new &- usedEvent &- 1) < (new &- old)
+    }
+
+    /// After draining the ring: ask the driver to kick on the next buffer
+    /// (EVENT_IDX avail_event), then re-check to close the race with a buffer
+    /// added meanwhile. Returns true when more work arrived.
+    @inline(__always)
+    public func armAndRecheck() -> Bool {
+        if eventIdx {
+            pvz_store_release_u16(availEventPtr, lastAvailIdx.littleEndian)
+        }
+        pvz_fence_seq_cst()
+        return availIdx() != lastAvailIdx
+    }
+}

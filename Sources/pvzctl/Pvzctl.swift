@@ -1,0 +1,178 @@
+import ArgumentParser
+import Foundation
+import PVZServer
+import VMManager
+
+enum CLIExit: Int32, Error {
+    case ok = 0
+    case refused = 1
+    case usage = 2
+    case unreachable = 3
+}
+
+struct Pvzctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pvzctl",
+        abstract: "Admin CLI of the vhost-user-pvz daemon's control socket.",
+        discussion: """
+        Exit codes: 0 ok; 1 the daemon refused the request (its error and code are printed);
+        2 usage error; 3 the daemon is unreachable or gave no usable answer.
+        The socket is --control-socket, else $PVZ_CONTROL_SOCKET, else \(ControlServer.defaultPath).
+        Only root and the daemon's own uid may use it.
+        """,
+        subcommands: [Status.self, Guests.self, Heaps.self, Online.self, Offline.self, Configure.self, DT.self])
+}
+
+struct Common: ParsableArguments {
+    @Option(name: .customLong("control-socket"), help: "Control socket path.")
+    var controlSocket: String = ProcessInfo.processInfo.environment["PVZ_CONTROL_SOCKET"] ?? ControlServer.defaultPath
+
+    @Option(help: "Seconds to wait for the daemon's answer.")
+    var timeout: Double = 5
+
+    @Flag(help: "Print the daemon's response as JSON instead of a table.")
+    var json = false
+
+    func validate() throws {
+        guard timeout > 0, timeout <= 600 else { throw ValidationError("--timeout must be in (0, 600] seconds, got \(timeout)") }
+    }
+
+    /// Sends the request; prints and exits for every failure, returns the
+    /// successful response.
+    func send(_ request: ControlRequest) throws -> ControlResponse {
+        let response: ControlResponse
+        do {
+            response = try ControlClient(path: controlSocket, timeoutSeconds: timeout).send(request)
+        } catch {
+            printError("pvzctl: \(error)")
+            throw CLIExit.unreachable
+        }
+        if json { print(ControlCodec.prettyJSON(response)) }
+        guard response.ok else {
+            if !json { printError("pvzctl: \(request.command) refused: \(response.error ?? "no reason given") [\(response.code ?? "no code")]") }
+            throw CLIExit.refused
+        }
+        return response
+    }
+}
+
+func printError(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Daemon state and one line per guest.")
+    @OptionGroup var common: Common
+
+    func run() throws {
+        let r = try common.send(.status)
+        guard !common.json else { return }
+        guard let s = r.status else { printError("pvzctl: status answer without a status"); throw CLIExit.unreachable }
+        print("daemon      vhost-user-pvz \(s.version) (pid \(s.pid)), up \(String(format: "%.1f", s.uptimeSeconds)) s")
+        print("control     \(s.controlSocket)")
+        if let l = s.libvirtConnected { print("libvirt     \(l ? "connected" : "not connected")") }
+        print("max OSIDs   \(s.maxOsids)")
+        if !s.parameters.isEmpty {
+            print("parameters  " + s.parameters.map { "\($0.name)=\($0.value)" }.joined(separator: " "))
+        }
+        print("")
+        print(Tables.guestSummary(s.guests))
+    }
+}
+
+struct Guests: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Every guest: socket, device and firmware state, counters.")
+    @OptionGroup var common: Common
+
+    func run() throws {
+        let r = try common.send(.guests)
+        guard !common.json else { return }
+        print(Tables.guestDetail(r.guests ?? []))
+    }
+}
+
+struct Heaps: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Physical heaps (IPA, PA, size) of one guest or all.")
+    @OptionGroup var common: Common
+    @Option(help: "Only this OSID.") var osid: UInt32?
+
+    func run() throws {
+        let r = try common.send(.heaps(osid: osid.map { OSID($0) }))
+        guard !common.json else { return }
+        print(Tables.heaps(r.heaps ?? []))
+    }
+}
+
+struct Online: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "OnVmOnline: bring a guest's OSID online.")
+    @OptionGroup var common: Common
+    @Option(help: "Guest OSID.") var osid: UInt32
+    @Option(help: "Scheduling priority (default: the daemon's configured one).") var priority: UInt32?
+
+    func run() throws {
+        let r = try common.send(.online(osid: OSID(osid), priority: priority))
+        guard !common.json else { return }
+        print("OSID \(osid) online" + (r.guest.map { " with priority \($0.priority)" } ?? "") + (r.message.map { " (\($0))" } ?? ""))
+    }
+}
+
+struct Offline: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "OnVmOffline: stop a guest's firmware and free its heaps.")
+    @OptionGroup var common: Common
+    @Option(help: "Guest OSID.") var osid: UInt32
+
+    func run() throws {
+        let r = try common.send(.offline(osid: OSID(osid)))
+        guard !common.json else { return }
+        print("OSID \(osid) offline" + (r.message.map { " (\($0))" } ?? ""))
+    }
+}
+
+struct Configure: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "VMMConfigure: set a VMM_CONF_PARAM.",
+        discussion: "PARAM is 0...9 or a name: VMM_CONF_PRIO_OSID0..7, VMM_CONF_ISOL_THRES, VMM_CONF_HCS_DEADLINE (the VMM_CONF_ prefix is optional).")
+    @OptionGroup var common: Common
+    @Option(help: "Parameter number or name.") var param: String
+    @Option(help: "Value (unsigned 32-bit).") var value: UInt32
+
+    func validate() throws {
+        guard VMMConfParamName.parse(param) != nil else {
+            throw ValidationError("unknown parameter \"\(param)\": expected 0...\(VMMConfParamName.count - 1) or VMM_CONF_PRIO_OSID0..7, VMM_CONF_ISOL_THRES, VMM_CONF_HCS_DEADLINE")
+        }
+    }
+
+    func run() throws {
+        let p = VMMConfParamName.parse(param)!
+        let r = try common.send(.configure(param: p, value: value))
+        guard !common.json else { return }
+        let shown = r.parameter ?? ConfParamStatus(param: p, name: VMMConfParamName.name(p)!, value: value)
+        print("\(shown.name) = \(shown.value)")
+    }
+}
+
+struct DT: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "dt", abstract: "Write a guest's device-tree overlay (.dtbo).")
+    @OptionGroup var common: Common
+    @Option(help: "Guest OSID.") var osid: UInt32
+    @Option(name: .shortAndLong, help: "Output file ('-' for stdout).") var output: String
+
+    func run() throws {
+        let r = try common.send(.dt(osid: OSID(osid)))
+        guard let bytes = r.dtboBytes else {
+            printError("pvzctl: dt answer has no valid base64 overlay")
+            throw CLIExit.unreachable
+        }
+        if output == "-" {
+            if !common.json { FileHandle.standardOutput.write(Data(bytes)) }
+            return
+        }
+        do {
+            try Data(bytes).write(to: URL(fileURLWithPath: output))
+        } catch {
+            printError("pvzctl: cannot write \(output): \(error.localizedDescription)")
+            throw CLIExit.usage
+        }
+        if !common.json { print("wrote \(bytes.count) bytes to \(output)") }
+    }
+}

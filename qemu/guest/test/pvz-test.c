@@ -1,0 +1,817 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pvz-test: the in-guest test of the virtio-pvz device through /dev/pvz.
+ *
+ * Expected values that depend on the daemon's set-up come from the kernel
+ * command line, never from here:
+ *   pvz.osid=N                 this guest's OSID
+ *   pvz.carveout=IPA:SIZE      this guest's carve-out (regs bank + host heaps)
+ *   pvz.mode=M[,M...]          full | steady | offline-watch | reconnect | hammer
+ *   pvz.bench=N                hypercalls timed by the benchmark (>= 10000)
+ *   pvz.loop_s=S               duration bound of the loop modes
+ * Output: one "PVZTEST <name> PASS|FAIL <detail>" line per check,
+ * "PVZBENCH ..." lines, "PVZREADY <mode>" when a loop mode starts (the host
+ * script waits for it), and a last line "N passed, N failed".
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+#include "virtio_pvz_uapi.h"
+#include "pvz_regs.h"
+
+static int fd = -1;
+static unsigned int passed, failed;
+static struct {
+	unsigned int osid;
+	uint64_t co_ipa, co_size;
+	char mode[128];
+	unsigned int bench;
+	unsigned int loop_s;
+} arg = { .mode = "full", .bench = 10000, .loop_s = 30 };
+
+static bool check(const char *name, bool ok, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("PVZTEST %s %s ", name, ok ? "PASS" : "FAIL");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	if (ok)
+		passed++;
+	else
+		failed++;
+	return ok;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static const char *st_name(uint32_t s)
+{
+	static const char *const n[] = { "OK", "NOT_IMPLEMENTED", "INVALID_PARAMS",
+		"OUT_OF_MEMORY", "INVALID_OSID", "ALREADY_EXISTS", "NOT_FOUND",
+		"ADDRESS_OUT_OF_RANGE", "MALFORMED_REQUEST", "VM_OFFLINE", "INVALID_PVZ_CONFIG" };
+	return s < sizeof(n) / sizeof(n[0]) ? n[s] : "?";
+}
+
+/* ---- kernel command line ---- */
+
+static void parse_cmdline(void)
+{
+	char buf[4096], *tok, *save;
+	FILE *f = fopen("/proc/cmdline", "r");
+	size_t n;
+
+	if (!f)
+		return;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	for (tok = strtok_r(buf, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
+		if (!strncmp(tok, "pvz.osid=", 9))
+			arg.osid = strtoul(tok + 9, NULL, 0);
+		else if (!strncmp(tok, "pvz.carveout=", 13)) {
+			char *end;
+
+			arg.co_ipa = strtoull(tok + 13, &end, 0);
+			if (*end == ':')
+				arg.co_size = strtoull(end + 1, NULL, 0);
+		} else if (!strncmp(tok, "pvz.mode=", 9))
+			snprintf(arg.mode, sizeof(arg.mode), "%s", tok + 9);
+		else if (!strncmp(tok, "pvz.bench=", 10))
+			arg.bench = strtoul(tok + 10, NULL, 0);
+		else if (!strncmp(tok, "pvz.loop_s=", 11))
+			arg.loop_s = strtoul(tok + 11, NULL, 0);
+	}
+}
+
+/* ---- call helpers: return the PVZ status, or 100+errno on a transport error ---- */
+
+#define XFAIL(e) (100 + (e))
+
+static uint32_t do_ioctl(unsigned long cmd, void *a, struct pvz_call_hdr *h)
+{
+	if (ioctl(fd, cmd, a) < 0)
+		return XFAIL(errno);
+	return h->status;
+}
+
+static uint32_t read_reg(uint32_t off, uint32_t *val, uint32_t dev_id)
+{
+	struct pvz_reg r = { .hdr.dev_id = dev_id, .offset = off };
+	uint32_t st = do_ioctl(PVZ_IOC_READ_REG, &r, &r.hdr);
+
+	if (val)
+		*val = r.value;
+	return st;
+}
+
+static uint32_t write_reg(uint32_t off, uint32_t val)
+{
+	struct pvz_reg r = { .offset = off, .value = val };
+
+	return do_ioctl(PVZ_IOC_WRITE_REG, &r, &r.hdr);
+}
+
+static uint32_t hdr_call(unsigned long cmd)
+{
+	struct pvz_call_hdr h = { 0 };
+
+	return do_ioctl(cmd, &h, &h);
+}
+
+static uint32_t map_heap(uint64_t paddr, uint64_t size)
+{
+	struct pvz_map_heap m = { .size = size, .paddr = paddr };
+
+	return do_ioctl(PVZ_IOC_MAP_DEV_PHYS_HEAP, &m, &m.hdr);
+}
+
+static uint32_t heap_origin(uint32_t heap, uint32_t *origin)
+{
+	struct pvz_heap_origin o = { .heap = heap };
+	uint32_t st = do_ioctl(PVZ_IOC_GET_HEAP_ORIGIN, &o, &o.hdr);
+
+	*origin = o.origin;
+	return st;
+}
+
+static bool expect_st(const char *name, uint32_t got, uint32_t want)
+{
+	if (got >= 100)
+		return check(name, false, "want=%s got=errno:%s", st_name(want), strerror(got - 100));
+	return check(name, got == want, "want=%s got=%s", st_name(want), st_name(got));
+}
+
+static int get_config(struct pvz_config *c)
+{
+	return ioctl(fd, PVZ_IOC_GET_CONFIG, c);
+}
+
+/* ---- events ---- */
+
+/* Collect events until `want` of them arrived or `ms` passed. */
+static int read_events(struct pvz_event *ev, int max, int want, int ms)
+{
+	uint64_t deadline = now_ns() + (uint64_t)ms * 1000000ull;
+	int n = 0;
+
+	while (n < max) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int64_t left = (int64_t)(deadline - now_ns()) / 1000000;
+		ssize_t r;
+
+		if (n >= want || left <= 0) {
+			if (n >= want && left > 0)
+				left = 0; /* drain what is already there */
+			else if (left <= 0)
+				break;
+		}
+		if (poll(&p, 1, (int)left) <= 0)
+			break;
+		r = read(fd, ev + n, (size_t)(max - n) * sizeof(*ev));
+		if (r < 0)
+			break;
+		n += r / (ssize_t)sizeof(*ev);
+	}
+	return n;
+}
+
+static void drain_events(void)
+{
+	struct pvz_event ev[64];
+
+	while (read_events(ev, 64, 0, 0) > 0)
+		;
+}
+
+/* ---- sections ---- */
+
+static struct pvz_config cfg0;
+
+static void test_config(void)
+{
+	struct pvz_config c;
+	int r = get_config(&c);
+
+	if (!check("config.read", r == 0, "ioctl=%d errno=%s", r, r ? strerror(errno) : "0"))
+		return;
+	check("config.magic", c.magic == VIRTIO_PVZ_MAGIC, "got=%#x want=%#x", c.magic, VIRTIO_PVZ_MAGIC);
+	check("config.version", c.version == VIRTIO_PVZ_VERSION, "got=%u", c.version);
+	check("config.osid", arg.osid && c.osid == arg.osid, "got=%u cmdline=%u", c.osid, arg.osid);
+	check("config.max_osids", c.osid < c.max_osids && c.max_osids <= 64, "max_osids=%u", c.max_osids);
+	check("config.regs", c.regs_ipa == arg.co_ipa && c.regs_size == VIRTIO_PVZ_REGS_SIZE,
+	      "regs_ipa=%#" PRIx64 " carveout_ipa=%#" PRIx64 " regs_size=%#x", c.regs_ipa, arg.co_ipa,
+	      c.regs_size);
+	check("config.online", c.status & PVZ_STATUS_ONLINE, "status=%#x", c.status);
+	check("config.fw_heap_size", c.fw_heap_size && !(c.fw_heap_size & 4095),
+	      "fw_heap_size=%#" PRIx64, c.fw_heap_size);
+	check("config.features", c.features & (1ull << 32), "features=%#" PRIx64 " (VERSION_1 needed)",
+	      c.features);
+	printf("PVZINFO osid=%u bvnc=%#" PRIx64 " irq=%u priority=%u status=%#x fw_heap_size=%#" PRIx64 "\n",
+	       c.osid, c.bvnc, c.irq, c.priority, c.status, c.fw_heap_size);
+	cfg0 = c;
+}
+
+static void test_dev_config(void)
+{
+	struct pvz_dev_config d = { .hdr.dev_id = 1 };
+	struct pvz_config c;
+
+	expect_st("bad.dev_id", do_ioctl(PVZ_IOC_CREATE_DEV_CONFIG, &d, &d.hdr), PVZ_INVALID_PARAMS);
+	expect_st("destroy_dev_config.nothing", hdr_call(PVZ_IOC_DESTROY_DEV_CONFIG), PVZ_NOT_FOUND);
+	memset(&d, 0, sizeof(d));
+	if (expect_st("create_dev_config", do_ioctl(PVZ_IOC_CREATE_DEV_CONFIG, &d, &d.hdr), PVZ_OK))
+		check("create_dev_config.values",
+		      d.regs_pbase == arg.co_ipa && d.regs_size == VIRTIO_PVZ_REGS_SIZE && d.irq == cfg0.irq,
+		      "irq=%u regs_pbase=%#" PRIx64 " regs_size=%#x", d.irq, d.regs_pbase, d.regs_size);
+	memset(&d, 0, sizeof(d));
+	expect_st("create_dev_config.twice", do_ioctl(PVZ_IOC_CREATE_DEV_CONFIG, &d, &d.hdr),
+		  PVZ_ALREADY_EXISTS);
+	if (!get_config(&c))
+		check("config.status.dev_config", c.status & PVZ_STATUS_DEV_CONFIG, "status=%#x", c.status);
+}
+
+static uint32_t fw_origin = 99, gpu_origin = 99;
+
+static bool in_carveout(uint64_t a, uint64_t s)
+{
+	return a >= arg.co_ipa + VIRTIO_PVZ_REGS_SIZE && a + s >= a && a + s <= arg.co_ipa + arg.co_size;
+}
+
+static void test_heaps(void)
+{
+	struct pvz_phys_heaps h = { 0 };
+	struct pvz_heap_addr_size as = { 0 };
+	uint32_t o, st;
+	bool host_heaps = cfg0.features & (1ull << VIRTIO_PVZ_F_HOST_HEAPS);
+
+	expect_st("get_heap_origin.gpu", heap_origin(PVZ_HEAP_GPU_LOCAL, &gpu_origin), PVZ_OK);
+	expect_st("get_heap_origin.fw", heap_origin(PVZ_HEAP_FW_LOCAL, &fw_origin), PVZ_OK);
+	printf("PVZINFO origin gpu_local=%s fw_local=%s\n", gpu_origin ? "GUEST" : "HOST",
+	       fw_origin ? "GUEST" : "HOST");
+	expect_st("bad.heap_id", heap_origin(99, &o), PVZ_INVALID_PARAMS);
+
+	expect_st("destroy_dev_phys_heaps.nothing", hdr_call(PVZ_IOC_DESTROY_DEV_PHYS_HEAPS), PVZ_NOT_FOUND);
+	st = do_ioctl(PVZ_IOC_CREATE_DEV_PHYS_HEAPS, &h, &h.hdr);
+	if (!host_heaps) {
+		expect_st("create_dev_phys_heaps.no_host_heaps", st, PVZ_NOT_IMPLEMENTED);
+		return;
+	}
+	if (expect_st("create_dev_phys_heaps", st, PVZ_OK)) {
+		check("create_dev_phys_heaps.type", h.type == PVZ_HEAP_TYPE_UMA, "type=%u", h.type);
+		if (gpu_origin == PVZ_ORIGIN_HOST)
+			check("create_dev_phys_heaps.gpu_in_carveout", h.gpu_size && in_carveout(h.gpu_paddr, h.gpu_size),
+			      "gpu=%#" PRIx64 "+%#" PRIx64 " carveout=%#" PRIx64 "+%#" PRIx64 " (after the 64 KiB bank)",
+			      h.gpu_paddr, h.gpu_size, arg.co_ipa, arg.co_size);
+		if (fw_origin == PVZ_ORIGIN_HOST)
+			check("create_dev_phys_heaps.fw_in_carveout",
+			      h.fw_size == cfg0.fw_heap_size && in_carveout(h.fw_paddr, h.fw_size),
+			      "fw=%#" PRIx64 "+%#" PRIx64, h.fw_paddr, h.fw_size);
+		printf("PVZINFO heaps type=%u fw=%#" PRIx64 "+%#" PRIx64 " gpu=%#" PRIx64 "+%#" PRIx64 "\n",
+		       h.type, h.fw_paddr, h.fw_size, h.gpu_paddr, h.gpu_size);
+	}
+	memset(&h, 0, sizeof(h));
+	expect_st("create_dev_phys_heaps.twice", do_ioctl(PVZ_IOC_CREATE_DEV_PHYS_HEAPS, &h, &h.hdr),
+		  PVZ_ALREADY_EXISTS);
+
+	as.heap = PVZ_HEAP_GPU_LOCAL;
+	if (expect_st("get_heap_addr_size.gpu", do_ioctl(PVZ_IOC_GET_HEAP_ADDR_SIZE, &as, &as.hdr), PVZ_OK))
+		/* UMA: 0/0 per the reference header; a carve-out heap: inside it. */
+		check("get_heap_addr_size.gpu.value",
+		      (as.addr == 0 && as.size == 0) || in_carveout(as.addr, as.size),
+		      "addr=%#" PRIx64 " size=%#" PRIx64, as.addr, as.size);
+	memset(&as, 0, sizeof(as));
+	as.heap = PVZ_HEAP_FW_LOCAL;
+	if (expect_st("get_heap_addr_size.fw", do_ioctl(PVZ_IOC_GET_HEAP_ADDR_SIZE, &as, &as.hdr), PVZ_OK))
+		check("get_heap_addr_size.fw.size", as.size == cfg0.fw_heap_size,
+		      "addr=%#" PRIx64 " size=%#" PRIx64 " want size=%#" PRIx64, as.addr, as.size,
+		      cfg0.fw_heap_size);
+	memset(&as, 0, sizeof(as));
+	as.heap = 42;
+	expect_st("bad.heap_addr_size.heap_id", do_ioctl(PVZ_IOC_GET_HEAP_ADDR_SIZE, &as, &as.hdr),
+		  PVZ_INVALID_PARAMS);
+}
+
+static void test_regs(void)
+{
+	uint32_t v = 0, w = 0;
+	uint32_t *bank;
+
+	if (expect_st("read_reg.core_id", read_reg(PVZ_REG_CORE_ID, &v, 0), PVZ_OK))
+		check("read_reg.core_id.value", v == PVZ_CORE_ID_V1, "got=%#x want=%#x", v, PVZ_CORE_ID_V1);
+	expect_st("write_reg.scratch", write_reg(PVZ_REG_SCRATCH, 0xA5A5F00Du), PVZ_OK);
+	read_reg(PVZ_REG_SCRATCH, &v, 0);
+	check("read_reg.scratch.value", v == 0xA5A5F00Du, "got=%#x", v);
+	expect_st("bad.write_reg.read_only", write_reg(PVZ_REG_OSID, 5), PVZ_INVALID_PARAMS);
+	expect_st("read_reg.osid", read_reg(PVZ_REG_OSID, &w, 0), PVZ_OK);
+	check("read_reg.osid.value", w == cfg0.osid, "got=%u want=%u", w, cfg0.osid);
+	expect_st("bad.reg_offset.outside", read_reg(VIRTIO_PVZ_REGS_SIZE, NULL, 0), PVZ_INVALID_PARAMS);
+	expect_st("bad.reg_offset.unaligned", read_reg(2, NULL, 0), PVZ_INVALID_PARAMS);
+	expect_st("bad.reg_offset.huge", read_reg(0xFFFFFFFCu, NULL, 0), PVZ_INVALID_PARAMS);
+	expect_st("bad.write_reg.outside", write_reg(0x10000, 1), PVZ_INVALID_PARAMS);
+	expect_st("bad.read_reg.dev_id", read_reg(PVZ_REG_CORE_ID, NULL, 7), PVZ_INVALID_PARAMS);
+	expect_st("write_reg.irq_enable", write_reg(PVZ_REG_IRQ_ENABLE, PVZ_IRQ_STATUS_FW | PVZ_IRQ_STATUS_VMM),
+		  PVZ_OK);
+	expect_st("read_reg.irq_enable", read_reg(PVZ_REG_IRQ_ENABLE, &v, 0), PVZ_OK);
+	check("read_reg.irq_enable.value", (v & 3) == 3, "got=%#x", v);
+
+	/* The bank is a live mirror in the carve-out: it must agree with READ_REG. */
+	bank = mmap(NULL, VIRTIO_PVZ_REGS_SIZE, PROT_READ, MAP_SHARED, fd, PVZ_MMAP_REGS);
+	if (check("regs.mmap", bank != MAP_FAILED, "errno=%s", bank == MAP_FAILED ? strerror(errno) : "0")) {
+		uint32_t m = __atomic_load_n(&bank[PVZ_REG_OSID / 4], __ATOMIC_ACQUIRE);
+
+		check("regs.mirror.osid", m == cfg0.osid, "mirror=%u want=%u", m, cfg0.osid);
+		munmap(bank, VIRTIO_PVZ_REGS_SIZE);
+	}
+}
+
+static void test_raw(void)
+{
+	struct pvz_raw r;
+	uint32_t st;
+
+	memset(&r, 0, sizeof(r));
+	r.req_len = 8; /* half a header */
+	r.resp_len = 16 + 8;
+	r.req[0] = PVZ_FN_READ_REG;
+	if (check("bad.short_request.call", ioctl(fd, PVZ_IOC_RAW, &r) == 0, "errno=%s", strerror(errno))) {
+		memcpy(&st, r.resp, 4);
+		check("bad.short_request", r.used_len >= 16 && st == PVZ_MALFORMED_REQUEST,
+		      "used_len=%u status=%s", r.used_len, st_name(st));
+	}
+	memset(&r, 0, sizeof(r));
+	r.req_len = 16; /* READ_REG header without its offset */
+	r.resp_len = 20;
+	r.req[0] = PVZ_FN_READ_REG;
+	r.req[12] = 0x5a;
+	if (check("bad.truncated_input.call", ioctl(fd, PVZ_IOC_RAW, &r) == 0, "errno=%s", strerror(errno))) {
+		memcpy(&st, r.resp, 4);
+		check("bad.truncated_input", r.used_len >= 16 && st == PVZ_MALFORMED_REQUEST && r.resp[8] == 0x5a,
+		      "used_len=%u status=%s echoed_id=%#x", r.used_len, st_name(st), r.resp[8]);
+	}
+	memset(&r, 0, sizeof(r));
+	r.req_len = 16;
+	r.resp_len = 16;
+	r.req[0] = 99; /* unknown function */
+	r.req[12] = 0x77;
+	if (check("bad.unknown_function.call", ioctl(fd, PVZ_IOC_RAW, &r) == 0, "errno=%s", strerror(errno))) {
+		uint32_t fn;
+
+		memcpy(&st, r.resp, 4);
+		memcpy(&fn, r.resp + 4, 4);
+		check("bad.unknown_function", r.used_len == 16 && st == PVZ_MALFORMED_REQUEST && fn == 99 &&
+		      r.resp[8] == 0x77, "used_len=%u status=%s echoed_fn=%u", r.used_len, st_name(st), fn);
+	}
+	memset(&r, 0, sizeof(r));
+	r.req_len = 20;
+	r.resp_len = 8; /* smaller than the response header */
+	r.req[0] = PVZ_FN_READ_REG;
+	if (check("bad.tiny_response.call", ioctl(fd, PVZ_IOC_RAW, &r) == 0, "errno=%s", strerror(errno)))
+		check("bad.tiny_response", r.used_len == 0, "used_len=%u want=0", r.used_len);
+	memset(&r, 0, sizeof(r));
+	r.req_len = 0;
+	r.resp_len = 16;
+	if (check("bad.empty_request.call", ioctl(fd, PVZ_IOC_RAW, &r) == 0, "errno=%s", strerror(errno))) {
+		memcpy(&st, r.resp, 4);
+		check("bad.empty_request", r.used_len == 16 && st == PVZ_MALFORMED_REQUEST,
+		      "used_len=%u status=%s", r.used_len, st_name(st));
+	}
+	/* The device must still answer normally afterwards. */
+	expect_st("after_bad.read_reg", read_reg(PVZ_REG_CORE_ID, NULL, 0), PVZ_OK);
+}
+
+/* ---- firmware heap and ring ---- */
+
+static volatile uint8_t *heap;
+static struct pvz_fw_heap fwh;
+static uint64_t next_seq = 1;
+static uint32_t wr; /* write offset inside the command area */
+static uint32_t ring_size = 4096;
+
+#define RING32(off) ((volatile uint32_t *)(heap + (off)))
+#define RING64(off) ((volatile uint64_t *)(heap + (off)))
+
+static void put_cmd(uint32_t op, uint64_t a0, uint64_t a1)
+{
+	struct pvz_cmd c = { .op = op, .seq = next_seq++, .arg0 = a0, .arg1 = a1 };
+
+	memcpy((void *)(heap + PVZ_RING_HDR_SIZE + wr), &c, sizeof(c));
+	wr = (wr + PVZ_CMD_SIZE) % ring_size;
+}
+
+static int kick(void)
+{
+	struct pvz_kick k = { .write_offset = wr };
+
+	/* Commands before write_offset, both before the doorbell. */
+	__atomic_store_n((uint32_t *)(heap + PVZ_RING_OFF_WRITE), wr, __ATOMIC_RELEASE);
+	return ioctl(fd, PVZ_IOC_KICK, &k);
+}
+
+/* Wait until the firmware's completed_seq reaches seq. */
+static bool wait_seq(uint64_t seq, int ms)
+{
+	uint64_t deadline = now_ns() + (uint64_t)ms * 1000000ull;
+
+	while (now_ns() < deadline) {
+		if (__atomic_load_n((uint64_t *)(heap + PVZ_RING_OFF_SEQ), __ATOMIC_ACQUIRE) >= seq)
+			return true;
+		usleep(200);
+	}
+	return false;
+}
+
+static int count_completion_events(struct pvz_event *ev, int n, uint64_t *last)
+{
+	int i, k = 0;
+
+	for (i = 0; i < n; i++)
+		if (ev[i].type == PVZ_EVENT_FIRMWARE && ev[i].code == PVZ_FW_EVENT_KICK_DONE) {
+			k++;
+			*last = ev[i].value;
+		}
+	return k;
+}
+
+static void test_ring(void)
+{
+	struct pvz_event ev[64];
+	uint64_t last = 0, ts;
+	uint32_t irq = 0, rd;
+	int n, i, k;
+	bool saw_irq = false, saw_fault = false;
+
+	drain_events();
+	memset((void *)heap, 0, PVZ_RING_HDR_SIZE + ring_size);
+	*RING32(PVZ_RING_OFF_SIZE) = ring_size;
+	*RING32(PVZ_RING_OFF_WRITE) = 0;
+	__atomic_store_n((uint32_t *)(heap + PVZ_RING_OFF_MAGIC), PVZ_RING_MAGIC, __ATOMIC_RELEASE);
+
+	/* kick 1: NOP, FENCE, TIMESTAMP */
+	put_cmd(PVZ_OP_NOP, 0, 0);
+	put_cmd(PVZ_OP_FENCE, 0x100000, 0xF00DF00D12345678ull);
+	put_cmd(PVZ_OP_TIMESTAMP, 0x100008, 0);
+	check("ring.kick1", kick() == 0, "errno=%s", strerror(errno));
+	check("ring.kick1.completed_seq", wait_seq(next_seq - 1, 5000), "completed_seq=%" PRIu64 " want=%" PRIu64,
+	      *RING64(PVZ_RING_OFF_SEQ), next_seq - 1);
+	check("ring.fence", *RING64(0x100000) == 0xF00DF00D12345678ull, "value=%#" PRIx64, *RING64(0x100000));
+	ts = *RING64(0x100008);
+	check("ring.timestamp", ts != 0, "ns=%" PRIu64, ts);
+	rd = *RING32(PVZ_RING_OFF_READ);
+	check("ring.read_offset", rd == wr, "read_offset=%u write_offset=%u", rd, wr);
+	n = read_events(ev, 64, 1, 3000);
+	n += read_events(ev + n, 64 - n, 64, 200); /* anything extra would show here */
+	k = count_completion_events(ev, n, &last);
+	check("ring.kick1.one_event", k == 1 && last == next_seq - 1, "events=%d completion=%d value=%" PRIu64, n, k, last);
+
+	/* kick 2: IRQ op, then a FENCE */
+	put_cmd(PVZ_OP_IRQ, 0xC0DE0001u, 0);
+	put_cmd(PVZ_OP_FENCE, 0x100010, 2);
+	check("ring.kick2", kick() == 0, "errno=%s", strerror(errno));
+	wait_seq(next_seq - 1, 5000);
+	n = read_events(ev, 64, 2, 3000);
+	n += read_events(ev + n, 64 - n, 64, 200);
+	for (i = 0; i < n; i++)
+		if (ev[i].type == PVZ_EVENT_FIRMWARE && ev[i].code == 0xC0DE0001u)
+			saw_irq = true;
+	k = count_completion_events(ev, n, &last);
+	check("ring.irq_event", saw_irq, "events=%d", n);
+	check("ring.kick2.one_event", k == 1 && last == next_seq - 1, "completion=%d value=%" PRIu64, k, last);
+	check("ring.timestamp.monotonic", *RING64(0x100008) >= ts, "first=%" PRIu64 " now=%" PRIu64, ts, *RING64(0x100008));
+
+	{
+		uint32_t ro = 0, lo = 0, hi = 0;
+
+		read_reg(PVZ_REG_FW_READ_OFFSET, &ro, 0);
+		read_reg(PVZ_REG_FW_COMPLETED_SEQ_LO, &lo, 0);
+		read_reg(PVZ_REG_FW_COMPLETED_SEQ_HI, &hi, 0);
+		check("regs.fw_mirror", ro == wr && (((uint64_t)hi << 32) | lo) == next_seq - 1,
+		      "FW_READ_OFFSET=%u want %u, completed_seq=%" PRIu64 " want %" PRIu64, ro, wr,
+		      ((uint64_t)hi << 32) | lo, next_seq - 1);
+	}
+	/* IRQ_STATUS: bit0 set by firmware events, cleared by writing 1 */
+	expect_st("irq_status.read", read_reg(PVZ_REG_IRQ_STATUS, &irq, 0), PVZ_OK);
+	check("irq_status.fw_bit", irq & PVZ_IRQ_STATUS_FW, "irq_status=%#x", irq);
+	expect_st("irq_status.w1c", write_reg(PVZ_REG_IRQ_STATUS, PVZ_IRQ_STATUS_FW), PVZ_OK);
+	read_reg(PVZ_REG_IRQ_STATUS, &irq, 0);
+	check("irq_status.cleared", !(irq & PVZ_IRQ_STATUS_FW), "irq_status=%#x", irq);
+
+	/* a burst of three kicks, one FENCE each: three completion events */
+	for (i = 0; i < 3; i++) {
+		put_cmd(PVZ_OP_FENCE, 0x100018 + 8 * i, 100 + i);
+		if (kick())
+			break;
+	}
+	check("ring.burst.kicks", i == 3, "posted=%d errno=%s", i, strerror(errno));
+	wait_seq(next_seq - 1, 5000);
+	n = read_events(ev, 64, 3, 3000);
+	n += read_events(ev + n, 64 - n, 64, 200);
+	k = count_completion_events(ev, n, &last);
+	check("ring.burst.one_event_per_kick", k == 3 && last == next_seq - 1,
+	      "completion_events=%d last=%" PRIu64 " want 3, %" PRIu64, k, last, next_seq - 1);
+	check("ring.burst.fences", *RING64(0x100018) == 100 && *RING64(0x100020) == 101 && *RING64(0x100028) == 102,
+	      "%" PRIu64 " %" PRIu64 " %" PRIu64, *RING64(0x100018), *RING64(0x100020), *RING64(0x100028));
+
+	/* a FENCE outside the heap fails only itself */
+	put_cmd(PVZ_OP_FENCE, fwh.size, 0xBAD);
+	put_cmd(PVZ_OP_FENCE, 0x100030, 7);
+	check("ring.fault.kick", kick() == 0, "errno=%s", strerror(errno));
+	wait_seq(next_seq - 1, 5000);
+	n = read_events(ev, 64, 2, 3000);
+	for (i = 0; i < n; i++)
+		if (ev[i].type == PVZ_EVENT_FIRMWARE && ev[i].code == PVZ_FW_FAULT_CODE)
+			saw_fault = true;
+	check("ring.fault.event", saw_fault, "events=%d want code %#x", n, PVZ_FW_FAULT_CODE);
+	check("ring.fault.next_cmd_ran", *RING64(0x100030) == 7, "value=%" PRIu64, *RING64(0x100030));
+	rd = *RING32(PVZ_RING_OFF_READ);
+	check("ring.fault.read_offset", rd == wr, "read_offset=%u write_offset=%u", rd, wr);
+	write_reg(PVZ_REG_IRQ_STATUS, PVZ_IRQ_STATUS_FW | PVZ_IRQ_STATUS_VMM);
+}
+
+static void test_fw_heap(void)
+{
+	struct pvz_config c;
+	uint32_t st;
+
+	if (fw_origin != PVZ_ORIGIN_GUEST) {
+		expect_st("map_dev_phys_heap.host_origin", map_heap(0x1000000, cfg0.fw_heap_size),
+			  PVZ_INVALID_PVZ_CONFIG);
+		printf("PVZTEST ring SKIP firmware heap origin is HOST\n");
+		return;
+	}
+	memset(&fwh, 0, sizeof(fwh));
+	if (!check("fw_heap.alloc", ioctl(fd, PVZ_IOC_ALLOC_FW_HEAP, &fwh) == 0,
+		   "size=%#" PRIx64 " ipa=%#" PRIx64 " errno=%s", fwh.size, fwh.ipa, strerror(errno)))
+		return;
+	check("fw_heap.placement", fwh.size == cfg0.fw_heap_size && !(fwh.ipa & 4095) &&
+	      (fwh.ipa + fwh.size <= arg.co_ipa || fwh.ipa >= arg.co_ipa + arg.co_size),
+	      "ipa=%#" PRIx64 " size=%#" PRIx64 " outside carve-out %#" PRIx64 "+%#" PRIx64,
+	      fwh.ipa, fwh.size, arg.co_ipa, arg.co_size);
+
+	expect_st("bad.map.wrong_size", map_heap(fwh.ipa, fwh.size - 4096), PVZ_INVALID_PARAMS);
+	expect_st("bad.map.zero_addr", map_heap(0, fwh.size), PVZ_INVALID_PARAMS);
+	expect_st("bad.map.unaligned", map_heap(fwh.ipa + 8, fwh.size), PVZ_INVALID_PARAMS);
+	expect_st("bad.map.carveout_overlap", map_heap(arg.co_ipa, fwh.size), PVZ_ADDRESS_OUT_OF_RANGE);
+	expect_st("bad.map.ipa_out_of_range", map_heap(0x7F0000000000ull, fwh.size), PVZ_ADDRESS_OUT_OF_RANGE);
+	expect_st("unmap.nothing", hdr_call(PVZ_IOC_UNMAP_DEV_PHYS_HEAP), PVZ_NOT_FOUND);
+	st = map_heap(fwh.ipa, fwh.size);
+	if (!expect_st("map_dev_phys_heap", st, PVZ_OK))
+		return;
+	expect_st("map_dev_phys_heap.twice", map_heap(fwh.ipa, fwh.size), PVZ_ALREADY_EXISTS);
+	check("fw_heap.free_refused_while_mapped", ioctl(fd, PVZ_IOC_FREE_FW_HEAP) < 0 && errno == EBUSY,
+	      "errno=%s", strerror(errno));
+	if (!get_config(&c))
+		check("config.fw_heap_mapped", c.fw_heap_ipa == fwh.ipa && (c.status & PVZ_STATUS_FW_HEAP_MAPPED),
+		      "fw_heap_ipa=%#" PRIx64 " status=%#x", c.fw_heap_ipa, c.status);
+
+	heap = mmap(NULL, fwh.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, PVZ_MMAP_FW_HEAP);
+	if (check("fw_heap.mmap", heap != MAP_FAILED, "errno=%s", heap == MAP_FAILED ? strerror(errno) : "0"))
+		test_ring();
+}
+
+static void test_teardown(void)
+{
+	struct pvz_config c;
+
+	if (heap && heap != MAP_FAILED) {
+		munmap((void *)heap, fwh.size);
+		heap = NULL;
+	}
+	if (fwh.ipa) {
+		expect_st("unmap_dev_phys_heap", hdr_call(PVZ_IOC_UNMAP_DEV_PHYS_HEAP), PVZ_OK);
+		expect_st("unmap_dev_phys_heap.twice", hdr_call(PVZ_IOC_UNMAP_DEV_PHYS_HEAP), PVZ_NOT_FOUND);
+		if (!get_config(&c))
+			check("config.fw_heap_unmapped", !c.fw_heap_ipa && !(c.status & PVZ_STATUS_FW_HEAP_MAPPED),
+			      "fw_heap_ipa=%#" PRIx64 " status=%#x", c.fw_heap_ipa, c.status);
+		check("fw_heap.free", ioctl(fd, PVZ_IOC_FREE_FW_HEAP) == 0, "errno=%s", strerror(errno));
+		fwh.ipa = 0;
+	}
+	if (cfg0.features & (1ull << VIRTIO_PVZ_F_HOST_HEAPS)) {
+		expect_st("destroy_dev_phys_heaps", hdr_call(PVZ_IOC_DESTROY_DEV_PHYS_HEAPS), PVZ_OK);
+		expect_st("destroy_dev_phys_heaps.twice", hdr_call(PVZ_IOC_DESTROY_DEV_PHYS_HEAPS), PVZ_NOT_FOUND);
+	}
+	expect_st("destroy_dev_config", hdr_call(PVZ_IOC_DESTROY_DEV_CONFIG), PVZ_OK);
+	expect_st("destroy_dev_config.twice", hdr_call(PVZ_IOC_DESTROY_DEV_CONFIG), PVZ_NOT_FOUND);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void bench(void)
+{
+	unsigned int n = arg.bench < 10000 ? 10000 : arg.bench, i, bad = 0;
+	uint64_t *lat = calloc(n, sizeof(*lat)), t0, t1;
+
+	if (!lat)
+		return;
+	t0 = now_ns();
+	for (i = 0; i < n; i++) {
+		uint64_t a = now_ns();
+
+		if (read_reg(PVZ_REG_CORE_ID, NULL, 0) != PVZ_OK)
+			bad++;
+		lat[i] = now_ns() - a;
+	}
+	t1 = now_ns();
+	qsort(lat, n, sizeof(*lat), cmp_u64);
+	printf("PVZBENCH hypercall calls=%u p50_us=%.1f p99_us=%.1f max_us=%.1f calls_per_s=%.0f\n", n,
+	       lat[n / 2] / 1e3, lat[(uint64_t)n * 99 / 100] / 1e3, lat[n - 1] / 1e3,
+	       n / ((t1 - t0) / 1e9));
+	check("bench.all_ok", bad == 0, "failed_calls=%u of %u", bad, n);
+	free(lat);
+}
+
+static void test_driver_counters(void)
+{
+	struct pvz_config c;
+
+	if (get_config(&c))
+		return;
+	check("driver.no_protocol_errors", c.call_protocol_errors == 0 && c.events_malformed == 0 &&
+	      c.config_errors == 0, "protocol_errors=%" PRIu64 " malformed_events=%" PRIu64 " config_errors=%u",
+	      c.call_protocol_errors, c.events_malformed, c.config_errors);
+	check("driver.no_timeouts", c.call_timeouts == 0, "timeouts=%" PRIu64, c.call_timeouts);
+	check("driver.kicks_returned", c.kicks_completed == c.kicks_posted, "posted=%" PRIu64 " returned=%" PRIu64,
+	      c.kicks_posted, c.kicks_completed);
+	printf("PVZINFO calls=%" PRIu64 " events=%" PRIu64 " dropped=%" PRIu64 " config_changes=%u\n",
+	       c.calls, c.events_received, c.events_dropped, c.config_changes);
+}
+
+/* ---- loop modes, driven by the host script ---- */
+
+/* Calls keep succeeding for loop_s seconds (the other guest is being
+ * offlined or killed meanwhile). */
+static void mode_steady(void)
+{
+	uint64_t end, calls = 0, bad = 0, worst = 0;
+	uint32_t st = 0;
+
+	printf("PVZREADY steady\n");
+	fflush(stdout);
+	end = now_ns() + (uint64_t)arg.loop_s * 1000000000ull;
+	while (now_ns() < end) {
+		uint64_t a = now_ns(), d;
+
+		st = read_reg(PVZ_REG_CORE_ID, NULL, 0);
+		d = now_ns() - a;
+		if (d > worst)
+			worst = d;
+		calls++;
+		if (st != PVZ_OK)
+			bad++;
+		usleep(1000);
+	}
+	check("steady.calls_ok", calls > 0 && bad == 0, "calls=%" PRIu64 " failed=%" PRIu64 " last=%u worst_us=%.0f",
+	      calls, bad, st, worst / 1e3);
+}
+
+/* This guest is offlined by the host: calls turn VM_OFFLINE, a VM-manager
+ * event arrives. */
+static void mode_offline_watch(void)
+{
+	uint64_t end = now_ns() + (uint64_t)arg.loop_s * 1000000000ull;
+	bool offline = false, vmm_event = false;
+	struct pvz_event ev[16];
+	struct pvz_config c;
+	uint32_t st;
+	int n, i;
+
+	drain_events();
+	printf("PVZREADY offline-watch\n");
+	fflush(stdout);
+	while (now_ns() < end && !(offline && vmm_event)) {
+		st = read_reg(PVZ_REG_CORE_ID, NULL, 0);
+		if (st == PVZ_VM_OFFLINE)
+			offline = true;
+		n = read_events(ev, 16, 1, 50);
+		for (i = 0; i < n; i++)
+			if (ev[i].type == PVZ_EVENT_VMM)
+				vmm_event = true;
+	}
+	check("offline.status", offline, "VM_OFFLINE seen=%d", offline);
+	check("offline.vmm_event", vmm_event, "type-2 event seen=%d", vmm_event);
+	if (!get_config(&c))
+		check("offline.config", !(c.status & PVZ_STATUS_ONLINE) && !c.fw_heap_ipa,
+		      "status=%#x fw_heap_ipa=%#" PRIx64, c.status, c.fw_heap_ipa);
+}
+
+/* The daemon is killed and restarted by the host: a gap (failed or slow
+ * calls) then calls answered again. */
+static void mode_reconnect(void)
+{
+	uint64_t end = now_ns() + (uint64_t)arg.loop_s * 1000000000ull, gap_ns = 0;
+	unsigned int ok_after = 0, errors = 0;
+	bool gap = false;
+	struct pvz_config c;
+
+	printf("PVZREADY reconnect\n");
+	fflush(stdout);
+	while (now_ns() < end && !(gap && ok_after >= 20)) {
+		uint64_t a = now_ns(), d;
+		uint32_t st = read_reg(PVZ_REG_CORE_ID, NULL, 0);
+
+		d = now_ns() - a;
+		if (st != PVZ_OK || d > 500000000ull) {
+			if (!gap)
+				printf("PVZINFO reconnect gap begins: status=%u call_ms=%.0f\n", st, d / 1e6);
+			gap = true;
+			gap_ns += d;
+			ok_after = 0;
+			if (st != PVZ_OK)
+				errors++;
+			if (st >= 100)
+				usleep(100000);
+		} else if (gap) {
+			ok_after++;
+		}
+		usleep(10000);
+	}
+	check("reconnect.gap_seen", gap, "gap_ms=%.0f failed_calls=%u", gap_ns / 1e6, errors);
+	check("reconnect.answered_again", ok_after >= 20, "ok_calls_after_gap=%u", ok_after);
+	if (!get_config(&c))
+		check("reconnect.config", c.magic == VIRTIO_PVZ_MAGIC && c.osid == arg.osid,
+		      "magic=%#x osid=%u", c.magic, c.osid);
+}
+
+/* Calls until killed (the host SIGKILLs this guest's QEMU mid-call). */
+static void mode_hammer(void)
+{
+	struct pvz_dev_config d = { 0 };
+
+	do_ioctl(PVZ_IOC_CREATE_DEV_CONFIG, &d, &d.hdr);
+	memset(&fwh, 0, sizeof(fwh));
+	if (ioctl(fd, PVZ_IOC_ALLOC_FW_HEAP, &fwh) == 0)
+		printf("PVZINFO hammer map=%s\n", st_name(map_heap(fwh.ipa, fwh.size)));
+	printf("PVZREADY hammer\n");
+	fflush(stdout);
+	for (;;)
+		read_reg(PVZ_REG_CORE_ID, NULL, 0);
+}
+
+int main(void)
+{
+	char *m, *save;
+	uint64_t t0 = now_ns();
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	parse_cmdline();
+	printf("PVZINFO cmdline osid=%u carveout=%#" PRIx64 ":%#" PRIx64 " mode=%s\n", arg.osid, arg.co_ipa,
+	       arg.co_size, arg.mode);
+	fd = open("/dev/pvz", O_RDWR);
+	if (!check("open", fd >= 0, "/dev/pvz errno=%s", fd < 0 ? strerror(errno) : "0"))
+		goto out;
+	check("cmdline", arg.osid && arg.co_size, "pvz.osid and pvz.carveout=IPA:SIZE are needed");
+	test_config();
+	for (m = strtok_r(arg.mode, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(m, "full")) {
+			test_dev_config();
+			test_heaps();
+			test_regs();
+			test_raw();
+			test_fw_heap();
+			bench();
+			test_teardown();
+			test_driver_counters();
+		} else if (!strcmp(m, "steady")) {
+			mode_steady();
+		} else if (!strcmp(m, "offline-watch")) {
+			mode_offline_watch();
+		} else if (!strcmp(m, "reconnect")) {
+			mode_reconnect();
+		} else if (!strcmp(m, "hammer")) {
+			mode_hammer();
+		} else if (!strcmp(m, "bench")) {
+			bench();
+		} else {
+			check("mode", false, "unknown mode '%s'", m);
+		}
+	}
+out:
+	printf("PVZINFO test_s=%.2f\n", (now_ns() - t0) / 1e9);
+	printf("%u passed, %u failed\n", passed, failed);
+	return failed ? 1 : 0;
+}
