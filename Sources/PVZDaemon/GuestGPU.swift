@@ -221,9 +221,10 @@ public final class GuestGPU: @unchecked Sendable {
             return h
         }
         guard !heads.isEmpty, v.isLive else { return }
+        // Registers first: a guest that sees its kick returned sees the counters too.
+        mirror()
         for h in heads { v.complete(head: h, written: 0) }
         inflightKicks -= heads.count
         v.notifyIfNeeded()
-        mirror()
     }
 }
