@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "DeviceTreeTests", dependencies: ["DeviceTree", "CLibFDT"], swiftSettings: swiftSettings),
         .testTarget(name: "VMManagerTests", dependencies: ["VMManager", "CLibvirt"], swiftSettings: swiftSettings),
         .testTarget(name: "PVZDaemonTests", dependencies: [
-            "PVZDaemon", "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "VMManager", "CPVZShim", "TestFrontEnd",
+            "PVZDaemon", "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "VMManager", "CPVZShim", "TestFrontEnd", "DeviceTree",
         ], swiftSettings: swiftSettings),
     ]
 )

@@ -1,3 +1,4 @@
+import DeviceTree
 import Foundation
 import GPUModel
 import Logging
@@ -145,8 +146,12 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             for g in guests { g.device.gpu.parametersChanged(server.vmmParameters) }
             return .success(parameter: ConfParamStatus(param: param, name: VMMConfParamName.name(param) ?? "?", value: value))
         case .dt(let osid):
-            guard runtime(osid) != nil else { return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid)") }
-            return .failure(ControlErrorCode.notImplemented, "device-tree overlays are not wired into the daemon yet")
+            guard runtime(osid) != nil, let d = guestDescription(osid) else {
+                return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid) (configured: \(guests.map { $0.config.spec.osid.rawValue }))")
+            }
+            do { return .success(dtbo: try makeOverlay(d)) } catch {
+                return .failure(ControlErrorCode.internalError, "overlay for \(osid): \(error)")
+            }
         case .prepare(let osid, _):
             guard let rt = runtime(osid) else { return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid) (configured: \(guests.map { $0.config.spec.osid.rawValue }))") }
             return .success(guest: guestStatus(rt), message: "socket \(rt.config.socketPath ?? "fd") is listening")
@@ -164,6 +169,20 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         default: code = ControlErrorCode.badRequest
         }
         return .failure(code, e.description)
+    }
+
+    /// The guest's GPU as its device tree must describe it, from the live ledger:
+    /// the carve-out and every host-origin heap (guest-origin heaps are the
+    /// guest OS's own memory and need no reservation).
+    public func guestDescription(_ osid: OSID) -> GuestGPUDescription? {
+        guard let spec = server.spec(of: osid), let st = server.snapshot(osid: osid) else { return nil }
+        let heaps = st.heaps.filter { $0.origin == .host }.map {
+            ReservedRegion(name: $0.heap == .fwLocal ? "pvz-fw-heap" : "pvz-gpu-heap", base: $0.ipa.rawValue, size: $0.size)
+        }
+        return GuestGPUDescription(osid: osid.rawValue, regsBase: spec.carveout.start.rawValue,
+                                   regsSize: PVZLayout.registerBankSize, irq: spec.policy.irq,
+                                   carveout: ReservedRegion(name: "pvz-carveout", base: spec.carveout.start.rawValue, size: spec.carveout.size),
+                                   heaps: heaps)
     }
 
     public func status() -> DaemonStatus {
