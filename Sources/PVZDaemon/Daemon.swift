@@ -27,6 +27,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     public let guests: [GuestRuntime]
     /// The emulated GPU's one firmware processor, shared by all OSIDs by priority.
     public let scheduler: FirmwareScheduler
+    let store: StateStore?
     let logger: Logger
     let started = Date()
     private var control: ControlServer?
@@ -45,6 +46,11 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         } catch {
             throw ConfigError(error.description)
         }
+        store = config.stateFile.map(StateStore.init(path:))
+        if let store, let saved = try store.load() {
+            for note in server.restore(saved) { logger.warning("restoring \(store.path): \(note)") }
+            logger.info("ledger restored from \(store.path)")
+        }
         scheduler = FirmwareScheduler(maxOSIDs: config.maxOSIDs)
         var rts: [GuestRuntime] = []
         for g in config.guests {
@@ -59,6 +65,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
                 vs = try VhostUserServer(socketPath: g.socketPath!, device: dev, logger: l)
             }
             dev.vhostServer = vs
+            if let store { dev.ledgerChanged = { [server, logger] in if let e = store.save(server.persistedState()) { logger.error("\(e)") } } }
             gpu.wake = { [weak vs] in vs?.wake() }
             rts.append(GuestRuntime(config: g, device: dev, server: vs))
         }
@@ -95,6 +102,10 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         scheduler.shutdown()
     }
 
+    func persist() {
+        if let store, let e = store.save(server.persistedState()) { logger.error("\(e)") }
+    }
+
     func runtime(_ osid: OSID) -> GuestRuntime? { guests.first { $0.config.spec.osid == osid } }
 
     // MARK: VM manager (sVmmFuncTab)
@@ -102,6 +113,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     public func vmOnline(_ osid: OSID, priority: UInt32?) throws(PVZError) {
         let p = priority ?? runtime(osid)?.config.settings.priority ?? 0
         try server.onVmOnline(osid: osid, priority: p)
+        persist()
         if let rt = runtime(osid) {
             rt.device.gpu.vmOnline(priority: p)
             rt.device.configChanged()
@@ -112,6 +124,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     public func vmOffline(_ osid: OSID) throws(PVZError) -> OfflineResult {
         let rt = runtime(osid)
         let r = try server.onVmOffline(osid: osid) { _ in rt?.device.gpu.stopFirmware(timeoutSeconds: 2) ?? true }
+        persist()
         if let rt {
             rt.device.gpu.vmOffline()
             rt.device.configChanged()
@@ -143,6 +156,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             return .success(guest: guestStatus(rt), message: "freed \(r.freedHeaps.count) heaps")
         case .configure(let param, let value):
             do { try server.vmmConfigure(param: param, value: value) } catch { return failure(error) }
+            persist()
             for g in guests { g.device.gpu.parametersChanged(server.vmmParameters) }
             return .success(parameter: ConfParamStatus(param: param, name: VMMConfParamName.name(param) ?? "?", value: value))
         case .dt(let osid):
