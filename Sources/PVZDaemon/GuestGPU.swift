@@ -126,6 +126,8 @@ public final class GuestGPU: @unchecked Sendable {
 
     /// After OnVmOffline freed the heaps: reset the bank and tell a connected guest.
     public func vmOffline() {
+        // A MAP that raced with the offline may have attached after the idle wait.
+        firmware.detach()
         mapping.withLock { $0.memory = nil; $0.fwHeap = nil }
         bank.resetDevice()
         bank.setStatus(.online, false)
