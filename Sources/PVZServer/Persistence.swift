@@ -74,18 +74,7 @@ extension PVZHostServer {
                 let policy = spec.policy
                 if e.hostHeapsCreated && e.online && policy.hostHeapsAllowed
                     && s.hostPoolUsed + policy.hostHeapBytes <= s.hostPoolLimit {
-                    var offset = PVZLayout.registerBankSize
-                    if policy.fwHeapOrigin == .host {
-                        g.hostFwHeap = HeapRecord(osid: osid, heap: .fwLocal, origin: .host,
-                                                  ipa: spec.carveout.slice(offset: offset, size: policy.fwHeapSize)!,
-                                                  pa: PAWindow.carveout(osid, offset: offset))
-                        offset += policy.fwHeapSize
-                    }
-                    if policy.gpuHeapOrigin == .host {
-                        g.hostGpuHeap = HeapRecord(osid: osid, heap: .gpuLocal, origin: .host,
-                                                   ipa: spec.carveout.slice(offset: offset, size: policy.gpuHeapSize)!,
-                                                   pa: PAWindow.carveout(osid, offset: offset))
-                    }
+                    (g.hostFwHeap, g.hostGpuHeap) = Self.hostHeapLayout(spec)
                     g.hostHeapsCreated = true
                     s.hostPoolUsed += policy.hostHeapBytes
                 } else if e.hostHeapsCreated {
