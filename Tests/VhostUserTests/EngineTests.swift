@@ -117,7 +117,7 @@ struct EngineTests {
         defer { server.stop() }
         let fe = try TestFrontEnd(path: path)
         try fe.start(queueCount: 2)
-        _ = try fe.stopQueues()
+        #expect(try fe.sendAcked(.resetDevice) == 0)  // forget every ring's size and addresses
         let q = fe.queues[0]
         #expect(try fe.sendAcked(.setVringKick, payload: TestFrontEnd.u64(0), fds: [q.kick.fd]) == 0)
         #expect(try fe.sendAcked(.setVringNum, payload: TestFrontEnd.state(0, UInt32(q.size))) == 0)
