@@ -223,12 +223,13 @@ static void test_config(void)
 	      "regs_ipa=%#" PRIx64 " carveout_ipa=%#" PRIx64 " regs_size=%#x", c.regs_ipa, arg.co_ipa,
 	      c.regs_size);
 	check("config.online", c.status & PVZ_STATUS_ONLINE, "status=%#x", c.status);
-	check("config.fw_heap_size", c.fw_heap_size && !(c.fw_heap_size & 4095),
-	      "fw_heap_size=%#" PRIx64, c.fw_heap_size);
+	check("config.fw_heap_unmapped", !c.fw_heap_size && !c.fw_heap_ipa && !(c.status & PVZ_STATUS_FW_HEAP_MAPPED),
+	      "fw_heap_ipa=%#" PRIx64 " fw_heap_size=%#" PRIx64 " status=%#x (nothing mapped yet)",
+	      c.fw_heap_ipa, c.fw_heap_size, c.status);
 	check("config.features", c.features & (1ull << 32), "features=%#" PRIx64 " (VERSION_1 needed)",
 	      c.features);
-	printf("PVZINFO osid=%u bvnc=%#" PRIx64 " irq=%u priority=%u status=%#x fw_heap_size=%#" PRIx64 "\n",
-	       c.osid, c.bvnc, c.irq, c.priority, c.status, c.fw_heap_size);
+	printf("PVZINFO osid=%u bvnc=%#" PRIx64 " irq=%u priority=%u status=%#x\n",
+	       c.osid, c.bvnc, c.irq, c.priority, c.status);
 	cfg0 = c;
 }
 
@@ -252,6 +253,7 @@ static void test_dev_config(void)
 }
 
 static uint32_t fw_origin = 99, gpu_origin = 99;
+static uint64_t fw_policy_size; /* from GET_DEV_PHYS_HEAP_ADDR_SIZE(FW_LOCAL) */
 
 static bool in_carveout(uint64_t a, uint64_t s)
 {
@@ -270,6 +272,13 @@ static void test_heaps(void)
 	printf("PVZINFO origin gpu_local=%s fw_local=%s\n", gpu_origin ? "GUEST" : "HOST",
 	       fw_origin ? "GUEST" : "HOST");
 	expect_st("bad.heap_id", heap_origin(99, &o), PVZ_INVALID_PARAMS);
+	as.heap = PVZ_HEAP_FW_LOCAL;
+	if (expect_st("get_heap_addr_size.fw", do_ioctl(PVZ_IOC_GET_HEAP_ADDR_SIZE, &as, &as.hdr), PVZ_OK)) {
+		fw_policy_size = as.size;
+		check("get_heap_addr_size.fw.value", as.size && !(as.size & 4095) &&
+		      (fw_origin == PVZ_ORIGIN_HOST || as.addr == 0),
+		      "addr=%#" PRIx64 " size=%#" PRIx64 " (guest origin, unmapped: 0/size)", as.addr, as.size);
+	}
 
 	expect_st("destroy_dev_phys_heaps.nothing", hdr_call(PVZ_IOC_DESTROY_DEV_PHYS_HEAPS), PVZ_NOT_FOUND);
 	st = do_ioctl(PVZ_IOC_CREATE_DEV_PHYS_HEAPS, &h, &h.hdr);
@@ -285,7 +294,7 @@ static void test_heaps(void)
 			      h.gpu_paddr, h.gpu_size, arg.co_ipa, arg.co_size);
 		if (fw_origin == PVZ_ORIGIN_HOST)
 			check("create_dev_phys_heaps.fw_in_carveout",
-			      h.fw_size == cfg0.fw_heap_size && in_carveout(h.fw_paddr, h.fw_size),
+			      h.fw_size == fw_policy_size && in_carveout(h.fw_paddr, h.fw_size),
 			      "fw=%#" PRIx64 "+%#" PRIx64, h.fw_paddr, h.fw_size);
 		printf("PVZINFO heaps type=%u fw=%#" PRIx64 "+%#" PRIx64 " gpu=%#" PRIx64 "+%#" PRIx64 "\n",
 		       h.type, h.fw_paddr, h.fw_size, h.gpu_paddr, h.gpu_size);
@@ -300,12 +309,6 @@ static void test_heaps(void)
 		check("get_heap_addr_size.gpu.value",
 		      (as.addr == 0 && as.size == 0) || in_carveout(as.addr, as.size),
 		      "addr=%#" PRIx64 " size=%#" PRIx64, as.addr, as.size);
-	memset(&as, 0, sizeof(as));
-	as.heap = PVZ_HEAP_FW_LOCAL;
-	if (expect_st("get_heap_addr_size.fw", do_ioctl(PVZ_IOC_GET_HEAP_ADDR_SIZE, &as, &as.hdr), PVZ_OK))
-		check("get_heap_addr_size.fw.size", as.size == cfg0.fw_heap_size,
-		      "addr=%#" PRIx64 " size=%#" PRIx64 " want size=%#" PRIx64, as.addr, as.size,
-		      cfg0.fw_heap_size);
 	memset(&as, 0, sizeof(as));
 	as.heap = 42;
 	expect_st("bad.heap_addr_size.heap_id", do_ioctl(PVZ_IOC_GET_HEAP_ADDR_SIZE, &as, &as.hdr),
@@ -554,7 +557,7 @@ static void test_fw_heap(void)
 	uint32_t st;
 
 	if (fw_origin != PVZ_ORIGIN_GUEST) {
-		expect_st("map_dev_phys_heap.host_origin", map_heap(0x1000000, cfg0.fw_heap_size),
+		expect_st("map_dev_phys_heap.host_origin", map_heap(0x1000000, fw_policy_size),
 			  PVZ_INVALID_PVZ_CONFIG);
 		printf("PVZTEST ring SKIP firmware heap origin is HOST\n");
 		return;
@@ -563,7 +566,7 @@ static void test_fw_heap(void)
 	if (!check("fw_heap.alloc", ioctl(fd, PVZ_IOC_ALLOC_FW_HEAP, &fwh) == 0,
 		   "size=%#" PRIx64 " ipa=%#" PRIx64 " errno=%s", fwh.size, fwh.ipa, strerror(errno)))
 		return;
-	check("fw_heap.placement", fwh.size == cfg0.fw_heap_size && !(fwh.ipa & 4095) &&
+	check("fw_heap.placement", fwh.size == fw_policy_size && !(fwh.ipa & 4095) &&
 	      (fwh.ipa + fwh.size <= arg.co_ipa || fwh.ipa >= arg.co_ipa + arg.co_size),
 	      "ipa=%#" PRIx64 " size=%#" PRIx64 " outside carve-out %#" PRIx64 "+%#" PRIx64,
 	      fwh.ipa, fwh.size, arg.co_ipa, arg.co_size);
@@ -581,8 +584,16 @@ static void test_fw_heap(void)
 	check("fw_heap.free_refused_while_mapped", ioctl(fd, PVZ_IOC_FREE_FW_HEAP) < 0 && errno == EBUSY,
 	      "errno=%s", strerror(errno));
 	if (!get_config(&c))
-		check("config.fw_heap_mapped", c.fw_heap_ipa == fwh.ipa && (c.status & PVZ_STATUS_FW_HEAP_MAPPED),
-		      "fw_heap_ipa=%#" PRIx64 " status=%#x", c.fw_heap_ipa, c.status);
+		check("config.fw_heap_mapped", c.fw_heap_ipa == fwh.ipa && c.fw_heap_size == fwh.size &&
+		      (c.status & PVZ_STATUS_FW_HEAP_MAPPED),
+		      "fw_heap_ipa=%#" PRIx64 " fw_heap_size=%#" PRIx64 " status=%#x", c.fw_heap_ipa, c.fw_heap_size, c.status);
+	{
+		struct pvz_heap_addr_size as = { .heap = PVZ_HEAP_FW_LOCAL };
+
+		if (expect_st("get_heap_addr_size.fw.mapped", do_ioctl(PVZ_IOC_GET_HEAP_ADDR_SIZE, &as, &as.hdr), PVZ_OK))
+			check("get_heap_addr_size.fw.mapped.value", as.addr == fwh.ipa && as.size == fwh.size,
+			      "addr=%#" PRIx64 " size=%#" PRIx64, as.addr, as.size);
+	}
 
 	heap = mmap(NULL, fwh.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, PVZ_MMAP_FW_HEAP);
 	if (check("fw_heap.mmap", heap != MAP_FAILED, "errno=%s", heap == MAP_FAILED ? strerror(errno) : "0"))
