@@ -6,7 +6,8 @@
  * command line, never from here:
  *   pvz.osid=N                 this guest's OSID
  *   pvz.carveout=IPA:SIZE      this guest's carve-out (regs bank + host heaps)
- *   pvz.mode=M[,M...]          full | steady | offline-watch | reconnect | hammer
+ *   pvz.mode=M[,M...]          full | steady | offline-watch | reconnect | hammer |
+ *                              map-and-exit | bench
  *   pvz.bench=N                hypercalls timed by the benchmark (>= 10000)
  *   pvz.loop_s=S               duration bound of the loop modes
  * Output: one "PVZTEST <name> PASS|FAIL <detail>" line per check,
@@ -784,6 +785,18 @@ static void mode_reconnect(void)
 		      "magic=%#x osid=%u", c.magic, c.osid);
 }
 
+/* Leaves a firmware heap mapped on exit: the driver's remove() (rmmod in
+ * /init) must UNMAP it before handing the pages back; the host checks the
+ * daemon's ledger afterwards. */
+static void mode_map_and_exit(void)
+{
+	memset(&fwh, 0, sizeof(fwh));
+	xioctl(PVZ_IOC_ALLOC_FW_HEAP, &fwh);
+	if (check("leave_mapped.alloc", last_rc == 0, "ipa=%#" PRIx64 " %s", fwh.ipa, errstr()))
+		expect_st("leave_mapped.map", map_heap(fwh.ipa, fwh.size), PVZ_OK);
+	fwh.ipa = 0;
+}
+
 /* Calls until killed (the host SIGKILLs this guest's QEMU mid-call). */
 static void mode_hammer(void)
 {
@@ -829,6 +842,8 @@ int main(void)
 			mode_offline_watch();
 		} else if (!strcmp(m, "reconnect")) {
 			mode_reconnect();
+		} else if (!strcmp(m, "map-and-exit")) {
+			mode_map_and_exit();
 		} else if (!strcmp(m, "hammer")) {
 			mode_hammer();
 		} else if (!strcmp(m, "bench")) {
