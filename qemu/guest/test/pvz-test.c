@@ -695,9 +695,12 @@ static void test_driver_counters(void)
  * offlined or killed meanwhile). */
 static void mode_steady(void)
 {
-	uint64_t end, calls = 0, bad = 0, worst = 0;
+	uint64_t end, calls = 0, bad = 0, worst = 0, foreign = 0;
+	struct pvz_event ev[16];
 	uint32_t st = 0;
+	int n, i;
 
+	drain_events();
 	printf("PVZREADY steady\n");
 	fflush(stdout);
 	end = now_ns() + (uint64_t)arg.loop_s * 1000000000ull;
@@ -711,8 +714,15 @@ static void mode_steady(void)
 		calls++;
 		if (st != PVZ_OK)
 			bad++;
+		/* This guest neither kicks nor is offlined: any event now belongs
+		 * to another OSID (the one being offlined or killed). */
+		n = read_events(ev, 16, 0, 0);
+		for (i = 0; i < n; i++, foreign++)
+			printf("PVZINFO unexpected event type=%u code=%#x value=%" PRIu64 "\n", ev[i].type, ev[i].code,
+			       ev[i].value);
 		usleep(1000);
 	}
+	check("steady.no_foreign_events", foreign == 0, "events=%" PRIu64, foreign);
 	check("steady.calls_ok", calls > 0 && bad == 0, "calls=%" PRIu64 " failed=%" PRIu64 " last=%u worst_us=%.0f",
 	      calls, bad, st, worst / 1e3);
 }
