@@ -173,7 +173,12 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
                 let outcome = server.handleCall(osid: osid, request: reqView,
                                                 response: UnsafeMutableRawBufferPointer(rebasing: response[0..<respLen]),
                                                 ram: ram, registers: gpu.registers)
+                if outcome.status != .ok {
+                    // Debug only: a hostile guest must not be able to flood the log.
+                    logger.debug("call \(outcome.function?.name ?? "function \(outcome.rawFunction)") (request \(chain.readableLength) bytes, response room \(chain.writableLength)) -> \(outcome.status.name)")
+                }
                 if outcome.effect != .none {
+                    logger.info("\(outcome.function?.name ?? "?"): \(outcome.effect)")
                     // Before the guest sees the answer: the firmware is started and
                     // the ledger is on disk when the call returns.
                     gpu.apply(outcome.effect, memory: ctx.memory)
