@@ -46,8 +46,31 @@ public enum GuestGPULimits {
 }
 
 extension GuestGPUDescription {
-    /// Every region the overlay reserves, carve-out first (the order of `memory-region`).
+    /// The named regions of the description, carve-out first (used for validation).
     public var regions: [ReservedRegion] { [carveout] + heaps }
+
+    /// What the overlay reserves, in address order: each heap, and the parts of
+    /// the carve-out no heap covers (named like the carve-out; the first holds
+    /// the register bank). Together they cover the carve-out exactly and never
+    /// overlap: Linux reports overlapping reserved-memory nodes as an error
+    /// ("OF: reserved mem: OVERLAP DETECTED!") and dt-schema allows one `reg`
+    /// entry per reserved-memory node. Assumes a validated description.
+    public var reservedPieces: [ReservedRegion] {
+        var out: [ReservedRegion] = []
+        var cursor = carveout.base
+        let end = carveout.base &+ carveout.size
+        for h in heaps.sorted(by: { $0.base < $1.base }) {
+            if h.base > cursor {
+                out.append(ReservedRegion(name: carveout.name, base: cursor, size: h.base - cursor))
+            }
+            out.append(h)
+            cursor = max(cursor, h.base &+ h.size)
+        }
+        if cursor < end {
+            out.append(ReservedRegion(name: carveout.name, base: cursor, size: end - cursor))
+        }
+        return out
+    }
 
     /// Checks the description against the spec and against what `addressCells`/
     /// `sizeCells` can encode. Throws on the first problem, naming value and limit.
