@@ -16,7 +16,7 @@ import Testing
         #expect(try o.u32("#size-cells", of: rm) == sc)
         let kids = try o.subnodes(of: rm)
         #expect(try kids.map { try o.name(of: $0) } ==
-                ["pvz-carveout@58000000", "pvz-fw-heap@58100000", "pvz-gpu-heap@5a100000", "pvz-carveout@5b100000"])
+                ["pvz-carveout@58000000", "pvz-fw-heap@58100000", "pvz-gpu-heap@5a100000", "pvz-carveout-1@5b100000"])
         #expect(kids.count == d.reservedPieces.count)
         for (k, r) in zip(kids, d.reservedPieces) {
             #expect(try o.reg(of: k, addressCells: ac, sizeCells: sc) == [r.range])
@@ -32,7 +32,7 @@ import Testing
         #expect(try o.reg(of: gpu, addressCells: ac, sizeCells: sc) == [AddressRange(base: 0x5800_0000, size: 0x10000)])
         #expect(try o.cells("interrupts", of: gpu) == [0, 100, 4])
         #expect(try o.cells("memory-region", of: gpu) == [1, 2, 3, 4])
-        #expect(try o.strings("memory-region-names", of: gpu) == ["pvz-carveout", "pvz-fw-heap", "pvz-gpu-heap", "pvz-carveout"])
+        #expect(try o.strings("memory-region-names", of: gpu) == ["pvz-carveout", "pvz-fw-heap", "pvz-gpu-heap", "pvz-carveout-1"])
         #expect(try o.u32("img,osid", of: gpu) == 1)
 
         let fix = try #require(try o.node(at: "/__local_fixups__/fragment@1/__overlay__/gpu@58000000"))
@@ -70,7 +70,7 @@ import Testing
         e.heaps = [ReservedRegion(name: "tail", base: 0x5bf0_0000, size: 0x10_0000),
                    ReservedRegion(name: "mid", base: 0x5801_0000, size: 0x1000)]
         try e.validate(addressCells: 2, sizeCells: 2, interruptCells: 3)
-        #expect(e.reservedPieces.map(\.name) == ["pvz-carveout", "mid", "pvz-carveout", "tail"])
+        #expect(e.reservedPieces.map(\.name) == ["pvz-carveout", "mid", "pvz-carveout-1", "tail"])
         #expect(e.reservedPieces.map(\.base) == [0x5800_0000, 0x5801_0000, 0x5801_1000, 0x5bf0_0000])
         #expect(e.reservedPieces.reduce(0) { $0 + $1.size } == e.carveout.size)
         for (i, a) in e.reservedPieces.enumerated() {
