@@ -59,8 +59,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         // scripts/bench: the hot path's figures (a benchmark, not a test).
+        .target(name: "CMallocCounter"),
         .executableTarget(name: "pvz-bench", dependencies: [
-            "PVZDaemon", "PVZServer", "TestFrontEnd", "VhostUser", "CPVZShim",
+            "PVZDaemon", "PVZServer", "TestFrontEnd", "VhostUser", "CPVZShim", "CMallocCounter",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "pvzctl", dependencies: [
@@ -75,7 +76,7 @@ let package = Package(
         .testTarget(name: "DeviceTreeTests", dependencies: ["DeviceTree", "CLibFDT"], swiftSettings: swiftSettings),
         .testTarget(name: "VMManagerTests", dependencies: ["VMManager", "CLibvirt"], swiftSettings: swiftSettings),
         .testTarget(name: "PVZDaemonTests", dependencies: [
-            "PVZDaemon", "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "VMManager", "CPVZShim", "TestFrontEnd",
+            "PVZDaemon", "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "VMManager", "CPVZShim", "TestFrontEnd", "DeviceTree",
         ], swiftSettings: swiftSettings),
     ]
 )

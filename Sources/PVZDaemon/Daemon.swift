@@ -1,3 +1,4 @@
+import DeviceTree
 import Foundation
 import GPUModel
 import Logging
@@ -26,6 +27,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     public let guests: [GuestRuntime]
     /// The emulated GPU's one firmware processor, shared by all OSIDs by priority.
     public let scheduler: FirmwareScheduler
+    let store: StateStore?
     let logger: Logger
     let started = Date()
     private var control: ControlServer?
@@ -44,6 +46,11 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         } catch {
             throw ConfigError(error.description)
         }
+        store = config.stateFile.map(StateStore.init(path:))
+        if let store, let saved = try store.load() {
+            for note in server.restore(saved) { logger.warning("restoring \(store.path): \(note)") }
+            logger.info("ledger restored from \(store.path)")
+        }
         scheduler = FirmwareScheduler(maxOSIDs: config.maxOSIDs)
         var rts: [GuestRuntime] = []
         for g in config.guests {
@@ -58,6 +65,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
                 vs = try VhostUserServer(socketPath: g.socketPath!, device: dev, logger: l)
             }
             dev.vhostServer = vs
+            if let store { dev.ledgerChanged = { [server, logger] in if let e = store.save(server.persistedState()) { logger.error("\(e)") } } }
             gpu.wake = { [weak vs] in vs?.wake() }
             rts.append(GuestRuntime(config: g, device: dev, server: vs))
         }
@@ -94,6 +102,10 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         scheduler.shutdown()
     }
 
+    func persist() {
+        if let store, let e = store.save(server.persistedState()) { logger.error("\(e)") }
+    }
+
     func runtime(_ osid: OSID) -> GuestRuntime? { guests.first { $0.config.spec.osid == osid } }
 
     // MARK: VM manager (sVmmFuncTab)
@@ -101,6 +113,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     public func vmOnline(_ osid: OSID, priority: UInt32?) throws(PVZError) {
         let p = priority ?? runtime(osid)?.config.settings.priority ?? 0
         try server.onVmOnline(osid: osid, priority: p)
+        persist()
         if let rt = runtime(osid) {
             rt.device.gpu.vmOnline(priority: p)
             rt.device.configChanged()
@@ -111,6 +124,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     public func vmOffline(_ osid: OSID) throws(PVZError) -> OfflineResult {
         let rt = runtime(osid)
         let r = try server.onVmOffline(osid: osid) { _ in rt?.device.gpu.stopFirmware(timeoutSeconds: 2) ?? true }
+        persist()
         if let rt {
             rt.device.gpu.vmOffline()
             rt.device.configChanged()
@@ -142,11 +156,16 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             return .success(guest: guestStatus(rt), message: "freed \(r.freedHeaps.count) heaps")
         case .configure(let param, let value):
             do { try server.vmmConfigure(param: param, value: value) } catch { return failure(error) }
+            persist()
             for g in guests { g.device.gpu.parametersChanged(server.vmmParameters) }
             return .success(parameter: ConfParamStatus(param: param, name: VMMConfParamName.name(param) ?? "?", value: value))
         case .dt(let osid):
-            guard runtime(osid) != nil else { return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid)") }
-            return .failure(ControlErrorCode.notImplemented, "device-tree overlays are not wired into the daemon yet")
+            guard runtime(osid) != nil, let d = guestDescription(osid) else {
+                return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid) (configured: \(guests.map { $0.config.spec.osid.rawValue }))")
+            }
+            do { return .success(dtbo: try makeOverlay(d)) } catch {
+                return .failure(ControlErrorCode.internalError, "overlay for \(osid): \(error)")
+            }
         case .prepare(let osid, _):
             guard let rt = runtime(osid) else { return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid) (configured: \(guests.map { $0.config.spec.osid.rawValue }))") }
             return .success(guest: guestStatus(rt), message: "socket \(rt.config.socketPath ?? "fd") is listening")
@@ -164,6 +183,20 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         default: code = ControlErrorCode.badRequest
         }
         return .failure(code, e.description)
+    }
+
+    /// The guest's GPU as its device tree must describe it, from the live ledger:
+    /// the carve-out and every host-origin heap (guest-origin heaps are the
+    /// guest OS's own memory and need no reservation).
+    public func guestDescription(_ osid: OSID) -> GuestGPUDescription? {
+        guard let spec = server.spec(of: osid), let st = server.snapshot(osid: osid) else { return nil }
+        let heaps = st.heaps.filter { $0.origin == .host }.map {
+            ReservedRegion(name: $0.heap == .fwLocal ? "pvz-fw-heap" : "pvz-gpu-heap", base: $0.ipa.rawValue, size: $0.size)
+        }
+        return GuestGPUDescription(osid: osid.rawValue, regsBase: spec.carveout.start.rawValue,
+                                   regsSize: PVZLayout.registerBankSize, irq: spec.policy.irq,
+                                   carveout: ReservedRegion(name: "pvz-carveout", base: spec.carveout.start.rawValue, size: spec.carveout.size),
+                                   heaps: heaps)
     }
 
     public func status() -> DaemonStatus {

@@ -21,8 +21,11 @@ public struct DaemonConfig: Sendable, Equatable {
     public var maxOSIDs: UInt32 = 8
     /// libvirt URI for the event listener; nil disables it.
     public var libvirtURI: String?
-    public init(guests: [GuestConfig], controlSocket: String?, maxOSIDs: UInt32 = 8, libvirtURI: String? = nil) {
+    /// Where the ledger is kept across restarts; nil keeps it in memory only.
+    public var stateFile: String?
+    public init(guests: [GuestConfig], controlSocket: String?, maxOSIDs: UInt32 = 8, libvirtURI: String? = nil, stateFile: String? = nil) {
         self.guests = guests; self.controlSocket = controlSocket; self.maxOSIDs = maxOSIDs; self.libvirtURI = libvirtURI
+        self.stateFile = stateFile
     }
 }
 
@@ -72,6 +75,7 @@ extension DaemonConfig {
         var control_socket: String?
         var max_osids: UInt32?
         var libvirt_uri: String?
+        var state_file: String?
         var guests: [Guest]
         struct Guest: Decodable {
             var socket_path: String?
@@ -137,7 +141,8 @@ extension DaemonConfig {
                                       settings: GuestSettings(onlineOnConnect: g.online_on_connect ?? false, priority: g.priority ?? 0),
                                       domain: g.domain))
         }
-        return DaemonConfig(guests: guests, controlSocket: f.control_socket, maxOSIDs: f.max_osids ?? 8, libvirtURI: f.libvirt_uri)
+        return DaemonConfig(guests: guests, controlSocket: f.control_socket, maxOSIDs: f.max_osids ?? 8, libvirtURI: f.libvirt_uri,
+                            stateFile: f.state_file)
     }
 
     /// The interrupt number written to a guest's device tree when none is configured.

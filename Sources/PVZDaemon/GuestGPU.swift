@@ -126,6 +126,8 @@ public final class GuestGPU: @unchecked Sendable {
 
     /// After OnVmOffline freed the heaps: reset the bank and tell a connected guest.
     public func vmOffline() {
+        // A MAP that raced with the offline may have attached after the idle wait.
+        firmware.detach()
         mapping.withLock { $0.memory = nil; $0.fwHeap = nil }
         bank.resetDevice()
         bank.setStatus(.online, false)
@@ -221,9 +223,10 @@ public final class GuestGPU: @unchecked Sendable {
             return h
         }
         guard !heads.isEmpty, v.isLive else { return }
+        // Registers first: a guest that sees its kick returned sees the counters too.
+        mirror()
         for h in heads { v.complete(head: h, written: 0) }
         inflightKicks -= heads.count
         v.notifyIfNeeded()
-        mirror()
     }
 }

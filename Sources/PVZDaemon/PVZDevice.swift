@@ -50,6 +50,8 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     /// send CONFIG_CHANGE_MSG.
     private let configDirty = Atomic<Bool>(false)
     private let connected = Atomic<Bool>(false)
+    /// Called on the guest thread after a call changed the ledger (persists it).
+    var ledgerChanged: () -> Void = {}
     /// The engine's server for this guest, to ring its doorbell from other threads.
     public weak var vhostServer: VhostUserServer?
 
@@ -171,12 +173,15 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
                 let outcome = server.handleCall(osid: osid, request: reqView,
                                                 response: UnsafeMutableRawBufferPointer(rebasing: response[0..<respLen]),
                                                 ram: ram, registers: gpu.registers)
-                let written = chain.scatter(UnsafeRawBufferPointer(rebasing: response[0..<outcome.bytesWritten]))
-                v.complete(head: chain.head, written: UInt32(written))
                 if outcome.effect != .none {
+                    // Before the guest sees the answer: the firmware is started and
+                    // the ledger is on disk when the call returns.
                     gpu.apply(outcome.effect, memory: ctx.memory)
+                    if outcome.effect.changesLedger { ledgerChanged() }
                     changed = true
                 }
+                let written = chain.scatter(UnsafeRawBufferPointer(rebasing: response[0..<outcome.bytesWritten]))
+                v.complete(head: chain.head, written: UInt32(written))
             }
             v.notifyIfNeeded()
         } while v.armAndRecheck()
@@ -206,5 +211,15 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
             ctx.needsReset(queue: PVZIdentity.kickq, reason: error.description)
         }
         deliverEvents(ctx)
+    }
+}
+
+extension CallEffect {
+    /// Effects that change what must survive a restart (register writes do not).
+    var changesLedger: Bool {
+        switch self {
+        case .none, .registerWritten: return false
+        default: return true
+        }
     }
 }

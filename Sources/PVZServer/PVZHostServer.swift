@@ -228,19 +228,7 @@ public final class PVZHostServer: Sendable {
                   PVZLayout.registerBankSize + need <= spec.carveout.size else {
                 return (.outOfMemory, nil, nil, Self.heapView(g))
             }
-            // Layout: register bank, then the FW heap, then the GPU heap.
-            var offset = PVZLayout.registerBankSize
-            if p.fwHeapOrigin == .host {
-                g.hostFwHeap = HeapRecord(osid: osid, heap: .fwLocal, origin: .host,
-                                          ipa: spec.carveout.slice(offset: offset, size: p.fwHeapSize)!,
-                                          pa: PAWindow.carveout(osid, offset: offset))
-                offset += p.fwHeapSize
-            }
-            if p.gpuHeapOrigin == .host {
-                g.hostGpuHeap = HeapRecord(osid: osid, heap: .gpuLocal, origin: .host,
-                                           ipa: spec.carveout.slice(offset: offset, size: p.gpuHeapSize)!,
-                                           pa: PAWindow.carveout(osid, offset: offset))
-            }
+            (g.hostFwHeap, g.hostGpuHeap) = Self.hostHeapLayout(spec)
             g.hostHeapsCreated = true
             s.hostPoolUsed += need
             let view = Self.heapView(g)
@@ -254,6 +242,26 @@ public final class PVZHostServer: Sendable {
         CreateDevPhysHeapsOutput(type: p.heapType.rawValue, fwSize: fw.0, fwPAddr: fw.1,
                                  gpuSize: gpu.0, gpuPAddr: gpu.1).encode(into: output)
         return (.ok, .heapsCreated(fw: result.1, gpu: result.2))
+    }
+
+    /// Where the host-origin heaps of a guest sit: the register bank, then the
+    /// FW heap, then the GPU heap. Deterministic, so a restart re-derives it.
+    static func hostHeapLayout(_ spec: GuestSpec) -> (fw: HeapRecord?, gpu: HeapRecord?) {
+        let p = spec.policy, osid = spec.osid
+        var offset = PVZLayout.registerBankSize
+        var fw: HeapRecord?, gpu: HeapRecord?
+        if p.fwHeapOrigin == .host {
+            fw = HeapRecord(osid: osid, heap: .fwLocal, origin: .host,
+                            ipa: spec.carveout.slice(offset: offset, size: p.fwHeapSize)!,
+                            pa: PAWindow.carveout(osid, offset: offset))
+            offset += p.fwHeapSize
+        }
+        if p.gpuHeapOrigin == .host {
+            gpu = HeapRecord(osid: osid, heap: .gpuLocal, origin: .host,
+                             ipa: spec.carveout.slice(offset: offset, size: p.gpuHeapSize)!,
+                             pa: PAWindow.carveout(osid, offset: offset))
+        }
+        return (fw, gpu)
     }
 
     /// Frees the host-origin heaps of slot `i`; nil when there were none.

@@ -284,6 +284,19 @@ public final class DriverQueue {
         return head
     }
 
+    /// A request/response pair without building an array (benchmark path: no allocation).
+    @discardableResult
+    @inline(__always)
+    public func addPair(request: UInt64, _ reqLen: UInt32, response: UInt64, _ respLen: UInt32) -> UInt16 {
+        let head = nextDesc
+        let second = (head &+ 1) % size
+        writeDesc(head, Desc(addr: request, len: reqLen, flags: Self.fNext, next: second))
+        writeDesc(second, Desc(addr: response, len: respLen, flags: Self.fWrite, next: 0))
+        nextDesc = (head &+ 2) % size
+        publish(head: head)
+        return head
+    }
+
     /// Makes `head` available (whatever its descriptors say) and optionally kicks.
     public func publish(head: UInt16, kick doKick: Bool = true) {
         fe.store(availGPA + 4 + 2 * UInt64(availIdx % size), head)

@@ -196,7 +196,9 @@ struct RequestEnvelope: Decodable {
                                             _ expected: String) throws -> T {
         do {
             return try c.decode(T.self, forKey: AnyKey(name))
-        } catch is DecodingError {
+        } catch {
+            // Out-of-range numbers surface as Foundation's internal errors,
+            // not DecodingError: every failure here is this field's.
             throw bad("field \"\(name)\": expected \(expected)")
         }
     }

@@ -206,8 +206,20 @@ public final class ControlServer: @unchecked Sendable {
     }
 
     private func refuse(_ fd: Int32, _ response: ControlResponse) {
-        setSocketTimeouts(fd, seconds: 1)
+        setSocketTimeouts(fd, seconds: 0.2)
         _ = sendAll(fd, Array((ControlCodec.encodeResponse(response) + "\n").utf8))
+        // A client usually sends its request before reading; closing at once
+        // would make that send fail (EPIPE) before it sees why. Read and drop
+        // its first request (bounded in bytes and time), then close.
+        shutdown(fd, Int32(SHUT_WR))
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        var drained = 0
+        while drained < options.maxLineBytes {
+            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
+            if n <= 0 { break }
+            drained += n
+            if scratch[..<n].contains(0x0A) { break }
+        }
         close(fd)
     }
 

@@ -366,6 +366,7 @@ public final class Backend: BackendContext {
         }
         if v.started { return .failed("queue \(s.index) is started; stop it (GET_VRING_BASE) before resizing") }
         v.size = UInt16(s.num)
+        if v.kickSet && v.addr != nil { return startRing(v) }
         return .ok
     }
 
@@ -374,6 +375,7 @@ public final class Backend: BackendContext {
         guard let v = vring(a.index) else { return badIndex(a.index) }
         v.addr = a
         if v.started && !buildQueue(v) { return .failed("queue \(a.index) ring addresses are not inside the memory table") }
+        if !v.started && v.kickSet && v.size > 0 { return startRing(v) }
         return .ok
     }
 
@@ -391,6 +393,7 @@ public final class Backend: BackendContext {
         guard let v = vring(s.index) else { return badIndex(s.index) }
         if v.started { stopRing(v) }
         closeIfOpen(&v.kickFD)
+        v.kickSet = false
         VringStatePayload(index: s.index, num: UInt32(v.base)).encode(into: replyPayload)
         sendReply(h, payloadSize: VringStatePayload.size)
         return .replied
@@ -438,8 +441,12 @@ public final class Backend: BackendContext {
     }
 
     private func startRing(_ v: Vring) -> Outcome {
-        guard v.size > 0 else { return .failed("queue \(v.index) started before SET_VRING_NUM") }
-        guard v.addr != nil else { return .failed("queue \(v.index) started before SET_VRING_ADDR") }
+        v.kickSet = true
+        // A kick before the ring's size or addresses: start once they arrive.
+        guard v.size > 0, v.addr != nil else {
+            logger.debug("queue \(v.index): kick fd before SET_VRING_NUM/ADDR; the ring starts when both are set")
+            return .ok
+        }
         guard buildQueue(v) else {
             return .failed("queue \(v.index) ring addresses (desc 0x\(String(v.addr!.desc, radix: 16)), avail 0x\(String(v.addr!.avail, radix: 16)), used 0x\(String(v.addr!.used, radix: 16))) are not inside the memory table, or misaligned")
         }
@@ -547,6 +554,7 @@ public final class Backend: BackendContext {
             v.size = 0
             v.addr = nil
             v.base = 0
+            v.kickSet = false
             v.brokenReason = nil
         }
         deviceStatus = 0

@@ -12,6 +12,8 @@ public final class Vring {
     var callFD: Int32 = -1
     var errFD: Int32 = -1
     public internal(set) var enabled = false
+    /// SET_VRING_KICK arrived (fd or NOFD) since the last stop.
+    var kickSet = false
     public internal(set) var started = false
     public internal(set) var queue: SplitQueue?
     public internal(set) var brokenReason: String?

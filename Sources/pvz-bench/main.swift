@@ -8,6 +8,7 @@ import PVZServer
 import TestFrontEnd
 import VhostUser
 import CPVZShim
+import CMallocCounter
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -79,22 +80,27 @@ func kickToCall() throws -> Stats {
     var r = [UInt8](repeating: 0, count: 20)
     r[0] = 7; r[16] = 2
     fe.write(req, r)
-    var samples: [UInt64] = []
-    samples.reserveCapacity(iterations)
+    var samples = [UInt64](repeating: 0, count: iterations)
+    var mallocs: UInt64 = 0
     for i in 0..<(iterations + warmup) {
+        if i == warmup { mallocs = pvz_malloc_count() }
         let t0 = nowNs()
-        q.add([(req, 20, false), (resp, 24, true)])
+        q.addPair(request: req, 20, response: resp, 24)
         let len = q.blockUsed()
         let t1 = nowNs()
-        precondition(len == 20 && fe.load(resp, as: UInt32.self) == 0, "call failed: len \(len)")
-        if i >= warmup { samples.append(t1 - t0) }
+        if len != 20 || fe.load(resp, as: UInt32.self) != 0 { fatalError("call failed: len \(len)") }
+        if i >= warmup { samples[i - warmup] = t1 - t0 }
     }
+    mallocs = pvz_malloc_count() - mallocs
+    mallocsPerCall = Double(mallocs) / Double(iterations)
     return Stats(samples)
 }
 
+nonisolated(unsafe) var mallocsPerCall = 0.0
 let floor = pingPong()
 let call = try kickToCall()
 print("vhost-user-pvz hot-path benchmark (\(iterations) round trips each, \(warmup) warm-up)")
 print(floor.line("eventfd ping-pong (floor)"))
 print(call.line("kick -> call (GET_HEAP_ORIGIN)"))
+print(String(format: "allocations per kick->call round trip (whole process, both sides): %.3f", mallocsPerCall))
 print(String(format: "ratio kick->call / floor: p50 %.2fx  p99 %.2fx", call.p50 / floor.p50, call.p99 / floor.p99))

@@ -72,6 +72,9 @@ struct VhostUserPVZ: ParsableCommand {
     @Option(help: "libvirt URI to listen to for domain lifecycle events (e.g. qemu:///system).")
     var libvirtURI: String?
 
+    @Option(help: "Keep the ledger (online VMs, heaps, priorities) in this file across restarts.")
+    var stateFile: String?
+
     @Option(help: "Number of OSIDs, host included.")
     var maxOsids: UInt32 = 8
 
@@ -103,6 +106,7 @@ struct VhostUserPVZ: ParsableCommand {
             var c = try DaemonConfig.load(path: path)
             if let cs = controlSocket { c.controlSocket = cs }
             if let u = libvirtURI { c.libvirtURI = u }
+            if let f = stateFile { c.stateFile = f }
             return c
         }
         var policy = GuestPolicy()
@@ -119,7 +123,8 @@ struct VhostUserPVZ: ParsableCommand {
         let g = GuestConfig(socketPath: socketPath, listenFD: fd,
                             spec: GuestSpec(osid: OSID(osid!), carveout: carve, policy: policy),
                             settings: GuestSettings(onlineOnConnect: onlineOnConnect, priority: priority))
-        return DaemonConfig(guests: [g], controlSocket: controlSocket, maxOSIDs: maxOsids, libvirtURI: libvirtURI)
+        return DaemonConfig(guests: [g], controlSocket: controlSocket, maxOSIDs: maxOsids, libvirtURI: libvirtURI,
+                            stateFile: stateFile)
     }
 
     func run() throws {

@@ -11,8 +11,9 @@ final class Harness {
     let daemon: Daemon
     let dir: String
 
-    init(guests: [(osid: UInt32, online: Bool, policy: GuestPolicy)] = [(1, true, GuestPolicy())], control: Bool = false) throws {
-        dir = "/tmp/pvz-h-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    init(guests: [(osid: UInt32, online: Bool, policy: GuestPolicy)] = [(1, true, GuestPolicy())], control: Bool = false,
+         dir existing: String? = nil, stateFile: Bool = false) throws {
+        dir = existing ?? "/tmp/pvz-h-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var gs: [GuestConfig] = []
         for g in guests {
@@ -24,13 +25,15 @@ final class Harness {
         }
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        daemon = try Daemon(config: DaemonConfig(guests: gs, controlSocket: control ? "\(dir)/control.sock" : nil), logger: logger)
+        daemon = try Daemon(config: DaemonConfig(guests: gs, controlSocket: control ? "\(dir)/control.sock" : nil,
+                                                 stateFile: stateFile ? "\(dir)/state.json" : nil), logger: logger)
         try daemon.start()
     }
 
+    var keepDir = false
     deinit {
         daemon.stop()
-        try? FileManager.default.removeItem(atPath: dir)
+        if !keepDir { try? FileManager.default.removeItem(atPath: dir) }
     }
 
     /// Test RAM is 256 MiB at GPA 0; each guest's carve-out is at 128 MiB + 32 MiB * osid... all inside RAM.

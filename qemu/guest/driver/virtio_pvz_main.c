@@ -185,9 +185,14 @@ static int pvz_read_config(struct pvz_dev *p, struct pvz_config *c)
 		BAD("regs_size %#x, expected %#x", c->regs_size, VIRTIO_PVZ_REGS_SIZE);
 	if (!c->regs_ipa || (c->regs_ipa & (PAGE_SIZE - 1)) || c->regs_ipa + c->regs_size < c->regs_ipa)
 		BAD("regs_ipa %#llx is zero, not 4 KiB aligned or wraps", c->regs_ipa);
-	if (!c->fw_heap_size || (c->fw_heap_size & (PAGE_SIZE - 1)) || c->fw_heap_size > PVZ_MAX_FW_HEAP)
-		BAD("fw_heap_size %#llx is zero, not 4 KiB aligned or above %#llx",
+	/* fw_heap_size is the size of the mapped heap: 0 while none is. The
+	 * size the policy wants comes from GET_DEV_PHYS_HEAP_ADDR_SIZE. */
+	if ((c->fw_heap_size & (PAGE_SIZE - 1)) || c->fw_heap_size > PVZ_MAX_FW_HEAP)
+		BAD("fw_heap_size %#llx not 4 KiB aligned or above %#llx",
 		    c->fw_heap_size, PVZ_MAX_FW_HEAP);
+	if (!!c->fw_heap_size != !!c->fw_heap_ipa)
+		BAD("fw_heap_size %#llx with fw_heap_ipa %#llx: both or neither must be 0",
+		    c->fw_heap_size, c->fw_heap_ipa);
 	if (c->fw_heap_ipa & (PAGE_SIZE - 1))
 		BAD("fw_heap_ipa %#llx not 4 KiB aligned", c->fw_heap_ipa);
 	if (c->fw_heap_ipa && c->fw_heap_ipa + c->fw_heap_size < c->fw_heap_ipa)
@@ -712,9 +717,19 @@ static long pvz_ioctl_heap_alloc(struct pvz_dev *p, struct pvz_fw_heap *h)
 	int err;
 
 	if (!size) {
-		mutex_lock(&p->cfg_lock);
-		size = p->cfg.fw_heap_size;
-		mutex_unlock(&p->cfg_lock);
+		/* Ask the host's policy rather than assume 32 MiB. */
+		struct pvz_call_hdr h = {};
+		u8 in[4], out[16];
+
+		put_unaligned_le32(PVZ_HEAP_FW_LOCAL, in);
+		err = pvz_hypercall(p, &h, PVZ_FN_GET_DEV_PHYS_HEAP_ADDR_SIZE, in, 4, out, 16);
+		if (err)
+			return err;
+		if (h.status != PVZ_OK) {
+			dev_dbg(&p->vdev->dev, "GET_DEV_PHYS_HEAP_ADDR_SIZE(FW_LOCAL): status %u\n", h.status);
+			return -EIO;
+		}
+		size = get_unaligned_le64(out);
 	}
 	if (!size || (size & (PAGE_SIZE - 1)) || size > PVZ_MAX_FW_HEAP) {
 		dev_dbg(&p->vdev->dev, "heap size %#llx: must be a non-zero multiple of 4 KiB up to %#llx\n",

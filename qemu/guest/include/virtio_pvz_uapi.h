@@ -226,7 +226,9 @@ struct pvz_kick {
 };
 
 /* Firmware heap from guest RAM (physically contiguous, zeroed). size 0
- * means config.fw_heap_size. mmap() offset PVZ_MMAP_FW_HEAP maps it. */
+ * means the size GET_DEV_PHYS_HEAP_ADDR_SIZE(FW_LOCAL) reports (config
+ * space's fw_heap_size is 0 until a heap is mapped). mmap() offset
+ * PVZ_MMAP_FW_HEAP maps it. */
 struct pvz_fw_heap {
 	__u64 size;   /* in/out */
 	__u64 ipa;    /* out */

@@ -6,7 +6,8 @@
  * command line, never from here:
  *   pvz.osid=N                 this guest's OSID
  *   pvz.carveout=IPA:SIZE      this guest's carve-out (regs bank + host heaps)
- *   pvz.mode=M[,M...]          full | steady | offline-watch | reconnect | hammer
+ *   pvz.mode=M[,M...]          full | steady | offline-watch | reconnect | hammer |
+ *                              map-and-exit | bench
  *   pvz.bench=N                hypercalls timed by the benchmark (>= 10000)
  *   pvz.loop_s=S               duration bound of the loop modes
  * Output: one "PVZTEST <name> PASS|FAIL <detail>" line per check,
@@ -55,6 +56,20 @@ static bool check(const char *name, bool ok, const char *fmt, ...)
 	else
 		failed++;
 	return ok;
+}
+
+static int last_rc;
+
+/* errno text only when the last ioctl failed: a PASS line shows "ok". */
+static const char *errstr(void)
+{
+	return last_rc < 0 ? strerror(errno) : "ok";
+}
+
+static int xioctl(unsigned long cmd, void *a)
+{
+	last_rc = ioctl(fd, cmd, a);
+	return last_rc;
 }
 
 static uint64_t now_ns(void)
@@ -223,12 +238,13 @@ static void test_config(void)
 	      "regs_ipa=%#" PRIx64 " carveout_ipa=%#" PRIx64 " regs_size=%#x", c.regs_ipa, arg.co_ipa,
 	      c.regs_size);
 	check("config.online", c.status & PVZ_STATUS_ONLINE, "status=%#x", c.status);
-	check("config.fw_heap_size", c.fw_heap_size && !(c.fw_heap_size & 4095),
-	      "fw_heap_size=%#" PRIx64, c.fw_heap_size);
+	check("config.fw_heap_unmapped", !c.fw_heap_size && !c.fw_heap_ipa && !(c.status & PVZ_STATUS_FW_HEAP_MAPPED),
+	      "fw_heap_ipa=%#" PRIx64 " fw_heap_size=%#" PRIx64 " status=%#x (nothing mapped yet)",
+	      c.fw_heap_ipa, c.fw_heap_size, c.status);
 	check("config.features", c.features & (1ull << 32), "features=%#" PRIx64 " (VERSION_1 needed)",
 	      c.features);
-	printf("PVZINFO osid=%u bvnc=%#" PRIx64 " irq=%u priority=%u status=%#x fw_heap_size=%#" PRIx64 "\n",
-	       c.osid, c.bvnc, c.irq, c.priority, c.status, c.fw_heap_size);
+	printf("PVZINFO osid=%u bvnc=%#" PRIx64 " irq=%u priority=%u status=%#x\n",
+	       c.osid, c.bvnc, c.irq, c.priority, c.status);
 	cfg0 = c;
 }
 
@@ -252,6 +268,7 @@ static void test_dev_config(void)
 }
 
 static uint32_t fw_origin = 99, gpu_origin = 99;
+static uint64_t fw_policy_size; /* from GET_DEV_PHYS_HEAP_ADDR_SIZE(FW_LOCAL) */
 
 static bool in_carveout(uint64_t a, uint64_t s)
 {
@@ -270,6 +287,13 @@ static void test_heaps(void)
 	printf("PVZINFO origin gpu_local=%s fw_local=%s\n", gpu_origin ? "GUEST" : "HOST",
 	       fw_origin ? "GUEST" : "HOST");
 	expect_st("bad.heap_id", heap_origin(99, &o), PVZ_INVALID_PARAMS);
+	as.heap = PVZ_HEAP_FW_LOCAL;
+	if (expect_st("get_heap_addr_size.fw", do_ioctl(PVZ_IOC_GET_HEAP_ADDR_SIZE, &as, &as.hdr), PVZ_OK)) {
+		fw_policy_size = as.size;
+		check("get_heap_addr_size.fw.value", as.size && !(as.size & 4095) &&
+		      (fw_origin == PVZ_ORIGIN_HOST || as.addr == 0),
+		      "addr=%#" PRIx64 " size=%#" PRIx64 " (guest origin, unmapped: 0/size)", as.addr, as.size);
+	}
 
 	expect_st("destroy_dev_phys_heaps.nothing", hdr_call(PVZ_IOC_DESTROY_DEV_PHYS_HEAPS), PVZ_NOT_FOUND);
 	st = do_ioctl(PVZ_IOC_CREATE_DEV_PHYS_HEAPS, &h, &h.hdr);
@@ -285,7 +309,7 @@ static void test_heaps(void)
 			      h.gpu_paddr, h.gpu_size, arg.co_ipa, arg.co_size);
 		if (fw_origin == PVZ_ORIGIN_HOST)
 			check("create_dev_phys_heaps.fw_in_carveout",
-			      h.fw_size == cfg0.fw_heap_size && in_carveout(h.fw_paddr, h.fw_size),
+			      h.fw_size == fw_policy_size && in_carveout(h.fw_paddr, h.fw_size),
 			      "fw=%#" PRIx64 "+%#" PRIx64, h.fw_paddr, h.fw_size);
 		printf("PVZINFO heaps type=%u fw=%#" PRIx64 "+%#" PRIx64 " gpu=%#" PRIx64 "+%#" PRIx64 "\n",
 		       h.type, h.fw_paddr, h.fw_size, h.gpu_paddr, h.gpu_size);
@@ -300,12 +324,6 @@ static void test_heaps(void)
 		check("get_heap_addr_size.gpu.value",
 		      (as.addr == 0 && as.size == 0) || in_carveout(as.addr, as.size),
 		      "addr=%#" PRIx64 " size=%#" PRIx64, as.addr, as.size);
-	memset(&as, 0, sizeof(as));
-	as.heap = PVZ_HEAP_FW_LOCAL;
-	if (expect_st("get_heap_addr_size.fw", do_ioctl(PVZ_IOC_GET_HEAP_ADDR_SIZE, &as, &as.hdr), PVZ_OK))
-		check("get_heap_addr_size.fw.size", as.size == cfg0.fw_heap_size,
-		      "addr=%#" PRIx64 " size=%#" PRIx64 " want size=%#" PRIx64, as.addr, as.size,
-		      cfg0.fw_heap_size);
 	memset(&as, 0, sizeof(as));
 	as.heap = 42;
 	expect_st("bad.heap_addr_size.heap_id", do_ioctl(PVZ_IOC_GET_HEAP_ADDR_SIZE, &as, &as.hdr),
@@ -354,7 +372,7 @@ static void test_raw(void)
 	r.req_len = 8; /* half a header */
 	r.resp_len = 16 + 8;
 	r.req[0] = PVZ_FN_READ_REG;
-	if (check("bad.short_request.call", ioctl(fd, PVZ_IOC_RAW, &r) == 0, "errno=%s", strerror(errno))) {
+	if (check("bad.short_request.call", xioctl(PVZ_IOC_RAW, &r) == 0, "errno=%s", errstr())) {
 		memcpy(&st, r.resp, 4);
 		check("bad.short_request", r.used_len >= 16 && st == PVZ_MALFORMED_REQUEST,
 		      "used_len=%u status=%s", r.used_len, st_name(st));
@@ -364,7 +382,7 @@ static void test_raw(void)
 	r.resp_len = 20;
 	r.req[0] = PVZ_FN_READ_REG;
 	r.req[12] = 0x5a;
-	if (check("bad.truncated_input.call", ioctl(fd, PVZ_IOC_RAW, &r) == 0, "errno=%s", strerror(errno))) {
+	if (check("bad.truncated_input.call", xioctl(PVZ_IOC_RAW, &r) == 0, "errno=%s", errstr())) {
 		memcpy(&st, r.resp, 4);
 		check("bad.truncated_input", r.used_len >= 16 && st == PVZ_MALFORMED_REQUEST && r.resp[8] == 0x5a,
 		      "used_len=%u status=%s echoed_id=%#x", r.used_len, st_name(st), r.resp[8]);
@@ -374,7 +392,7 @@ static void test_raw(void)
 	r.resp_len = 16;
 	r.req[0] = 99; /* unknown function */
 	r.req[12] = 0x77;
-	if (check("bad.unknown_function.call", ioctl(fd, PVZ_IOC_RAW, &r) == 0, "errno=%s", strerror(errno))) {
+	if (check("bad.unknown_function.call", xioctl(PVZ_IOC_RAW, &r) == 0, "errno=%s", errstr())) {
 		uint32_t fn;
 
 		memcpy(&st, r.resp, 4);
@@ -386,12 +404,12 @@ static void test_raw(void)
 	r.req_len = 20;
 	r.resp_len = 8; /* smaller than the response header */
 	r.req[0] = PVZ_FN_READ_REG;
-	if (check("bad.tiny_response.call", ioctl(fd, PVZ_IOC_RAW, &r) == 0, "errno=%s", strerror(errno)))
+	if (check("bad.tiny_response.call", xioctl(PVZ_IOC_RAW, &r) == 0, "errno=%s", errstr()))
 		check("bad.tiny_response", r.used_len == 0, "used_len=%u want=0", r.used_len);
 	memset(&r, 0, sizeof(r));
 	r.req_len = 0;
 	r.resp_len = 16;
-	if (check("bad.empty_request.call", ioctl(fd, PVZ_IOC_RAW, &r) == 0, "errno=%s", strerror(errno))) {
+	if (check("bad.empty_request.call", xioctl(PVZ_IOC_RAW, &r) == 0, "errno=%s", errstr())) {
 		memcpy(&st, r.resp, 4);
 		check("bad.empty_request", r.used_len == 16 && st == PVZ_MALFORMED_REQUEST,
 		      "used_len=%u status=%s", r.used_len, st_name(st));
@@ -425,7 +443,7 @@ static int kick(void)
 
 	/* Commands before write_offset, both before the doorbell. */
 	__atomic_store_n((uint32_t *)(heap + PVZ_RING_OFF_WRITE), wr, __ATOMIC_RELEASE);
-	return ioctl(fd, PVZ_IOC_KICK, &k);
+	return xioctl(PVZ_IOC_KICK, &k);
 }
 
 /* Wait until the firmware's completed_seq reaches seq. */
@@ -471,7 +489,7 @@ static void test_ring(void)
 	put_cmd(PVZ_OP_NOP, 0, 0);
 	put_cmd(PVZ_OP_FENCE, 0x100000, 0xF00DF00D12345678ull);
 	put_cmd(PVZ_OP_TIMESTAMP, 0x100008, 0);
-	check("ring.kick1", kick() == 0, "errno=%s", strerror(errno));
+	check("ring.kick1", kick() == 0, "errno=%s", errstr());
 	check("ring.kick1.completed_seq", wait_seq(next_seq - 1, 5000), "completed_seq=%" PRIu64 " want=%" PRIu64,
 	      *RING64(PVZ_RING_OFF_SEQ), next_seq - 1);
 	check("ring.fence", *RING64(0x100000) == 0xF00DF00D12345678ull, "value=%#" PRIx64, *RING64(0x100000));
@@ -487,7 +505,8 @@ static void test_ring(void)
 	/* kick 2: IRQ op, then a FENCE */
 	put_cmd(PVZ_OP_IRQ, 0xC0DE0001u, 0);
 	put_cmd(PVZ_OP_FENCE, 0x100010, 2);
-	check("ring.kick2", kick() == 0, "errno=%s", strerror(errno));
+	put_cmd(PVZ_OP_TIMESTAMP, 0x100038, 0);
+	check("ring.kick2", kick() == 0, "errno=%s", errstr());
 	wait_seq(next_seq - 1, 5000);
 	n = read_events(ev, 64, 2, 3000);
 	n += read_events(ev + n, 64 - n, 64, 200);
@@ -497,7 +516,8 @@ static void test_ring(void)
 	k = count_completion_events(ev, n, &last);
 	check("ring.irq_event", saw_irq, "events=%d", n);
 	check("ring.kick2.one_event", k == 1 && last == next_seq - 1, "completion=%d value=%" PRIu64, k, last);
-	check("ring.timestamp.monotonic", *RING64(0x100008) >= ts, "first=%" PRIu64 " now=%" PRIu64, ts, *RING64(0x100008));
+	check("ring.timestamp.monotonic", *RING64(0x100038) > ts, "first=%" PRIu64 " second=%" PRIu64, ts,
+	      *RING64(0x100038));
 
 	{
 		uint32_t ro = 0, lo = 0, hi = 0;
@@ -522,7 +542,7 @@ static void test_ring(void)
 		if (kick())
 			break;
 	}
-	check("ring.burst.kicks", i == 3, "posted=%d errno=%s", i, strerror(errno));
+	check("ring.burst.kicks", i == 3, "posted=%d %s", i, errstr());
 	wait_seq(next_seq - 1, 5000);
 	n = read_events(ev, 64, 3, 3000);
 	n += read_events(ev + n, 64 - n, 64, 200);
@@ -535,7 +555,7 @@ static void test_ring(void)
 	/* a FENCE outside the heap fails only itself */
 	put_cmd(PVZ_OP_FENCE, fwh.size, 0xBAD);
 	put_cmd(PVZ_OP_FENCE, 0x100030, 7);
-	check("ring.fault.kick", kick() == 0, "errno=%s", strerror(errno));
+	check("ring.fault.kick", kick() == 0, "errno=%s", errstr());
 	wait_seq(next_seq - 1, 5000);
 	n = read_events(ev, 64, 2, 3000);
 	for (i = 0; i < n; i++)
@@ -554,16 +574,16 @@ static void test_fw_heap(void)
 	uint32_t st;
 
 	if (fw_origin != PVZ_ORIGIN_GUEST) {
-		expect_st("map_dev_phys_heap.host_origin", map_heap(0x1000000, cfg0.fw_heap_size),
+		expect_st("map_dev_phys_heap.host_origin", map_heap(0x1000000, fw_policy_size),
 			  PVZ_INVALID_PVZ_CONFIG);
 		printf("PVZTEST ring SKIP firmware heap origin is HOST\n");
 		return;
 	}
 	memset(&fwh, 0, sizeof(fwh));
-	if (!check("fw_heap.alloc", ioctl(fd, PVZ_IOC_ALLOC_FW_HEAP, &fwh) == 0,
-		   "size=%#" PRIx64 " ipa=%#" PRIx64 " errno=%s", fwh.size, fwh.ipa, strerror(errno)))
+	xioctl(PVZ_IOC_ALLOC_FW_HEAP, &fwh);
+	if (!check("fw_heap.alloc", last_rc == 0, "size=%#" PRIx64 " ipa=%#" PRIx64 " %s", fwh.size, fwh.ipa, errstr()))
 		return;
-	check("fw_heap.placement", fwh.size == cfg0.fw_heap_size && !(fwh.ipa & 4095) &&
+	check("fw_heap.placement", fwh.size == fw_policy_size && !(fwh.ipa & 4095) &&
 	      (fwh.ipa + fwh.size <= arg.co_ipa || fwh.ipa >= arg.co_ipa + arg.co_size),
 	      "ipa=%#" PRIx64 " size=%#" PRIx64 " outside carve-out %#" PRIx64 "+%#" PRIx64,
 	      fwh.ipa, fwh.size, arg.co_ipa, arg.co_size);
@@ -578,11 +598,19 @@ static void test_fw_heap(void)
 	if (!expect_st("map_dev_phys_heap", st, PVZ_OK))
 		return;
 	expect_st("map_dev_phys_heap.twice", map_heap(fwh.ipa, fwh.size), PVZ_ALREADY_EXISTS);
-	check("fw_heap.free_refused_while_mapped", ioctl(fd, PVZ_IOC_FREE_FW_HEAP) < 0 && errno == EBUSY,
-	      "errno=%s", strerror(errno));
+	check("fw_heap.free_refused_while_mapped", xioctl(PVZ_IOC_FREE_FW_HEAP, NULL) < 0 && errno == EBUSY,
+	      "errno=%s (want EBUSY)", last_rc < 0 ? strerror(errno) : "none, freed");
 	if (!get_config(&c))
-		check("config.fw_heap_mapped", c.fw_heap_ipa == fwh.ipa && (c.status & PVZ_STATUS_FW_HEAP_MAPPED),
-		      "fw_heap_ipa=%#" PRIx64 " status=%#x", c.fw_heap_ipa, c.status);
+		check("config.fw_heap_mapped", c.fw_heap_ipa == fwh.ipa && c.fw_heap_size == fwh.size &&
+		      (c.status & PVZ_STATUS_FW_HEAP_MAPPED),
+		      "fw_heap_ipa=%#" PRIx64 " fw_heap_size=%#" PRIx64 " status=%#x", c.fw_heap_ipa, c.fw_heap_size, c.status);
+	{
+		struct pvz_heap_addr_size as = { .heap = PVZ_HEAP_FW_LOCAL };
+
+		if (expect_st("get_heap_addr_size.fw.mapped", do_ioctl(PVZ_IOC_GET_HEAP_ADDR_SIZE, &as, &as.hdr), PVZ_OK))
+			check("get_heap_addr_size.fw.mapped.value", as.addr == fwh.ipa && as.size == fwh.size,
+			      "addr=%#" PRIx64 " size=%#" PRIx64, as.addr, as.size);
+	}
 
 	heap = mmap(NULL, fwh.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, PVZ_MMAP_FW_HEAP);
 	if (check("fw_heap.mmap", heap != MAP_FAILED, "errno=%s", heap == MAP_FAILED ? strerror(errno) : "0"))
@@ -603,7 +631,7 @@ static void test_teardown(void)
 		if (!get_config(&c))
 			check("config.fw_heap_unmapped", !c.fw_heap_ipa && !(c.status & PVZ_STATUS_FW_HEAP_MAPPED),
 			      "fw_heap_ipa=%#" PRIx64 " status=%#x", c.fw_heap_ipa, c.status);
-		check("fw_heap.free", ioctl(fd, PVZ_IOC_FREE_FW_HEAP) == 0, "errno=%s", strerror(errno));
+		check("fw_heap.free", xioctl(PVZ_IOC_FREE_FW_HEAP, NULL) == 0, "errno=%s", errstr());
 		fwh.ipa = 0;
 	}
 	if (cfg0.features & (1ull << VIRTIO_PVZ_F_HOST_HEAPS)) {
@@ -757,6 +785,18 @@ static void mode_reconnect(void)
 		      "magic=%#x osid=%u", c.magic, c.osid);
 }
 
+/* Leaves a firmware heap mapped on exit: the driver's remove() (rmmod in
+ * /init) must UNMAP it before handing the pages back; the host checks the
+ * daemon's ledger afterwards. */
+static void mode_map_and_exit(void)
+{
+	memset(&fwh, 0, sizeof(fwh));
+	xioctl(PVZ_IOC_ALLOC_FW_HEAP, &fwh);
+	if (check("leave_mapped.alloc", last_rc == 0, "ipa=%#" PRIx64 " %s", fwh.ipa, errstr()))
+		expect_st("leave_mapped.map", map_heap(fwh.ipa, fwh.size), PVZ_OK);
+	fwh.ipa = 0;
+}
+
 /* Calls until killed (the host SIGKILLs this guest's QEMU mid-call). */
 static void mode_hammer(void)
 {
@@ -802,6 +842,8 @@ int main(void)
 			mode_offline_watch();
 		} else if (!strcmp(m, "reconnect")) {
 			mode_reconnect();
+		} else if (!strcmp(m, "map-and-exit")) {
+			mode_map_and_exit();
 		} else if (!strcmp(m, "hammer")) {
 			mode_hammer();
 		} else if (!strcmp(m, "bench")) {

@@ -1,0 +1,40 @@
+import Testing
+import DeviceTree
+import PVZDaemon
+import PVZServer
+import VMManager
+
+@Suite("device-tree overlays from the live ledger")
+struct DeviceTreeFromLedgerTests {
+    let root = PeerCredentials(pid: 0, uid: 0, gid: 0)
+
+    @Test func overlayFollowsTheHeaps() throws {
+        let h = try Harness(guests: [(2, true, GuestPolicy())])
+        let before = try #require(h.daemon.handle(.dt(osid: OSID(2)), peer: root).dtboBytes)
+        let t0 = try FlattenedDeviceTree(validating: before)
+        let frag0 = try #require(try t0.node(at: "/fragment@0/__overlay__"))
+        #expect(try t0.subnodes(of: frag0).count == 1)  // the carve-out only
+        let g = try h.connect(2)
+        #expect(g.call(.createDevPhysHeaps)?.status == .ok)
+        let after = try #require(h.daemon.handle(.dt(osid: OSID(2)), peer: root).dtboBytes)
+        let t = try FlattenedDeviceTree(validating: after)
+        let frag = try #require(try t.node(at: "/fragment@0/__overlay__"))
+        let names = try t.subnodes(of: frag).map { try t.name(of: $0) }
+        #expect(names.count == 2)
+        #expect(names.contains { $0.hasPrefix("pvz-gpu-heap@") })
+        let gpu = try #require(try t.allNodes().first { try t.name(of: $0).hasPrefix("gpu@") })
+        #expect(try t.cells("img,osid", of: gpu) == [2])
+        #expect(try t.cells("reg", of: gpu) == [0, 0x0800_0000, 0, 0x10000])
+        // Offline frees the heap: the overlay follows.
+        #expect(h.daemon.handle(.offline(osid: OSID(2)), peer: root).ok)
+        let off = try #require(h.daemon.handle(.dt(osid: OSID(2)), peer: root).dtboBytes)
+        let t2 = try FlattenedDeviceTree(validating: off)
+        #expect(try t2.subnodes(of: try #require(try t2.node(at: "/fragment@0/__overlay__"))).count == 1)
+    }
+
+    @Test func unknownOSIDIsRefused() throws {
+        let h = try Harness()
+        let r = h.daemon.handle(.dt(osid: OSID(5)), peer: root)
+        #expect(!r.ok && r.code == ControlErrorCode.invalidOSID)
+    }
+}
