@@ -46,8 +46,33 @@ public enum GuestGPULimits {
 }
 
 extension GuestGPUDescription {
-    /// Every region the overlay reserves, carve-out first (the order of `memory-region`).
+    /// The named regions of the description, carve-out first (used for validation).
     public var regions: [ReservedRegion] { [carveout] + heaps }
+
+    /// What the overlay reserves, in address order: each heap, and the parts of
+    /// the carve-out no heap covers (the first, which holds the register bank,
+    /// named like the carve-out, later ones `<name>-1`, `<name>-2`, ...: dt-schema
+    /// wants `memory-region-names` unique). Together they cover the carve-out exactly and never
+    /// overlap: Linux reports overlapping reserved-memory nodes as an error
+    /// ("OF: reserved mem: OVERLAP DETECTED!") and dt-schema allows one `reg`
+    /// entry per reserved-memory node. Assumes a validated description.
+    public var reservedPieces: [ReservedRegion] {
+        var out: [ReservedRegion] = []
+        var cursor = carveout.base
+        var gaps = 0
+        func gap(_ base: UInt64, _ size: UInt64) {
+            out.append(ReservedRegion(name: gaps == 0 ? carveout.name : "\(carveout.name)-\(gaps)", base: base, size: size))
+            gaps += 1
+        }
+        let end = carveout.base &+ carveout.size
+        for h in heaps.sorted(by: { $0.base < $1.base }) {
+            if h.base > cursor { gap(cursor, h.base - cursor) }
+            out.append(h)
+            cursor = max(cursor, h.base &+ h.size)
+        }
+        if cursor < end { gap(cursor, end - cursor) }
+        return out
+    }
 
     /// Checks the description against the spec and against what `addressCells`/
     /// `sizeCells` can encode. Throws on the first problem, naming value and limit.
@@ -108,6 +133,16 @@ extension GuestGPUDescription {
             }
             for o in heaps[..<i] where o.range.overlaps(h.range) {
                 throw .overlap(first: "heap \(o.name)", firstRange: o.range, second: "heap \(h.name)", secondRange: h.range)
+            }
+        }
+        var pieceNames = Set<String>()
+        for p in reservedPieces where p.name != carveout.name && !heaps.contains(p) {
+            try Self.checkName(p.name, field: "carve-out piece name (carveout.name + \"-N\")")
+        }
+        for p in reservedPieces {
+            guard pieceNames.insert(p.name).inserted else {
+                throw .invalidValue(field: "heap name", value: "\"\(p.name)\"",
+                                    limit: "collides with the name of a carve-out piece; carve-out pieces are named \(carveout.name), \(carveout.name)-1, ...")
             }
         }
     }

@@ -183,6 +183,10 @@ func rootInterruptController(_ b: FlattenedDeviceTree) throws(DeviceTreeError) -
         throw .missingProperty(what: "base DTB", path: p, property: "#interrupt-cells",
                                reason: "needed to encode the GPU's interrupts")
     }
+    guard (1...3).contains(cells) else {
+        throw .badProperty(what: "base DTB", path: p, property: "#interrupt-cells", found: "\(cells)",
+                           expected: "1, 2 or 3 (the specifier forms the GPU node can use)")
+    }
     return InterruptController(phandle: ph, path: p, cells: cells)
 }
 

@@ -25,8 +25,10 @@ enum OverlayLayout {
 }
 
 /// Builds the guest's DT overlay (`.dtbo`) with libfdt: a `no-map`
-/// reserved-memory child for the carve-out and every host-origin heap, and the
-/// GPU node at `/gpu@<regs_pbase>` referring to them by phandle.
+/// reserved-memory child for every host-origin heap and for each part of the
+/// carve-out outside the heaps (`reservedPieces`, address order, so the
+/// register bank's piece comes first), and the GPU node at `/gpu@<regs_pbase>`
+/// referring to all of them by phandle in that order.
 ///
 /// The phandles are local to the overlay (1, 2, ...) and listed in
 /// `__local_fixups__`, so `fdt_overlay_apply` renumbers them past the base's
@@ -40,7 +42,8 @@ public func makeOverlay(_ d: GuestGPUDescription, addressCells: UInt32 = 2, size
         // validate() proved both fit their cells.
         (encodeCells(r.base, count: addressCells) ?? []) + (encodeCells(r.size, count: sizeCells) ?? [])
     }
-    let phandles = d.regions.indices.map { UInt32($0 + 1) }
+    let pieces = d.reservedPieces
+    let phandles = pieces.indices.map { UInt32($0 + 1) }
     let gpuName = OverlayLayout.gpuNodeName(d)
 
     var w = try FDTWriter()
@@ -52,7 +55,7 @@ public func makeOverlay(_ d: GuestGPUDescription, addressCells: UInt32 = 2, size
     try w.beginNode("__overlay__")
     try w.property("#address-cells", cells: [addressCells])
     try w.property("#size-cells", cells: [sizeCells])
-    for (r, ph) in zip(d.regions, phandles) {
+    for (r, ph) in zip(pieces, phandles) {
         try w.beginNode(OverlayLayout.unitName(r.name, r.base))
         try w.property("reg", cells: reg(r.range))
         try w.property("no-map")
@@ -73,7 +76,7 @@ public func makeOverlay(_ d: GuestGPUDescription, addressCells: UInt32 = 2, size
     try w.property("reg", cells: reg(AddressRange(base: d.regsBase, size: d.regsSize)))
     try w.property("interrupts", cells: interruptSpecifier(irq: d.irq, cells: interruptCells))
     try w.property("memory-region", cells: phandles)
-    try w.property("memory-region-names", strings: d.regions.map(\.name))
+    try w.property("memory-region-names", strings: pieces.map(\.name))
     try w.property("img,osid", cells: [d.osid])
     try w.endNode()
     try w.endNode()

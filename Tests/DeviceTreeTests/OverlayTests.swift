@@ -15,13 +15,15 @@ import Testing
         #expect(try o.u32("#address-cells", of: rm) == ac)
         #expect(try o.u32("#size-cells", of: rm) == sc)
         let kids = try o.subnodes(of: rm)
-        #expect(try kids.map { try o.name(of: $0) } == ["pvz-carveout@58000000", "pvz-fw-heap@58100000", "pvz-gpu-heap@5a100000"])
-        for (k, r) in zip(kids, d.regions) {
+        #expect(try kids.map { try o.name(of: $0) } ==
+                ["pvz-carveout@58000000", "pvz-fw-heap@58100000", "pvz-gpu-heap@5a100000", "pvz-carveout-1@5b100000"])
+        #expect(kids.count == d.reservedPieces.count)
+        for (k, r) in zip(kids, d.reservedPieces) {
             #expect(try o.reg(of: k, addressCells: ac, sizeCells: sc) == [r.range])
             #expect(try o.property("reg", of: k)?.count == Int(ac + sc) * 4)
             #expect(try o.property("no-map", of: k) == [])
         }
-        #expect(try kids.map { try o.phandle(of: $0)?.rawValue } == [1, 2, 3])
+        #expect(try kids.map { try o.phandle(of: $0)?.rawValue } == [1, 2, 3, 4])
 
         let f1 = try #require(try o.node(at: "/fragment@1"))
         #expect(try o.strings("target-path", of: f1) == ["/"])
@@ -29,12 +31,12 @@ import Testing
         #expect(try o.strings("compatible", of: gpu) == ["img,pvz-vgpu", "img,img-rogue"])
         #expect(try o.reg(of: gpu, addressCells: ac, sizeCells: sc) == [AddressRange(base: 0x5800_0000, size: 0x10000)])
         #expect(try o.cells("interrupts", of: gpu) == [0, 100, 4])
-        #expect(try o.cells("memory-region", of: gpu) == [1, 2, 3])
-        #expect(try o.strings("memory-region-names", of: gpu) == ["pvz-carveout", "pvz-fw-heap", "pvz-gpu-heap"])
+        #expect(try o.cells("memory-region", of: gpu) == [1, 2, 3, 4])
+        #expect(try o.strings("memory-region-names", of: gpu) == ["pvz-carveout", "pvz-fw-heap", "pvz-gpu-heap", "pvz-carveout-1"])
         #expect(try o.u32("img,osid", of: gpu) == 1)
 
         let fix = try #require(try o.node(at: "/__local_fixups__/fragment@1/__overlay__/gpu@58000000"))
-        #expect(try o.cells("memory-region", of: fix) == [0, 4, 8])
+        #expect(try o.cells("memory-region", of: fix) == [0, 4, 8, 12])
     }
 
     @Test func interruptFormsFollowTheControllersCells() throws {
@@ -53,6 +55,27 @@ import Testing
         #expect(try o.cells("memory-region", of: gpu) == [1])
         let rm = try #require(try o.node(at: "/fragment@0/__overlay__"))
         #expect(try o.subnodes(of: rm).count == 1)
+    }
+
+    @Test func reservedPiecesTileTheCarveoutWithoutOverlap() throws {
+        let d = guest()
+        #expect(d.reservedPieces.map(\.range) == [
+            AddressRange(base: 0x5800_0000, size: 0x10_0000),    // register bank + gap before the FW heap
+            AddressRange(base: 0x5810_0000, size: 0x200_0000),
+            AddressRange(base: 0x5a10_0000, size: 0x100_0000),
+            AddressRange(base: 0x5b10_0000, size: 0xf0_0000),    // rest of the carve-out
+        ])
+        // Heaps given out of order, one flush with the carve-out's end: still tiled in address order.
+        var e = guest()
+        e.heaps = [ReservedRegion(name: "tail", base: 0x5bf0_0000, size: 0x10_0000),
+                   ReservedRegion(name: "mid", base: 0x5801_0000, size: 0x1000)]
+        try e.validate(addressCells: 2, sizeCells: 2, interruptCells: 3)
+        #expect(e.reservedPieces.map(\.name) == ["pvz-carveout", "mid", "pvz-carveout-1", "tail"])
+        #expect(e.reservedPieces.map(\.base) == [0x5800_0000, 0x5801_0000, 0x5801_1000, 0x5bf0_0000])
+        #expect(e.reservedPieces.reduce(0) { $0 + $1.size } == e.carveout.size)
+        for (i, a) in e.reservedPieces.enumerated() {
+            for b in e.reservedPieces[(i + 1)...] { #expect(!a.range.overlaps(b.range)) }
+        }
     }
 
     @Test func x86MemmapCoversTheCarveout() {

@@ -79,6 +79,13 @@ import Testing
         refused(d, mentions: ["carveout.name", "1 to 31"])
     }
 
+    @Test func heapNamedLikeACarveoutPiece() {
+        var d = guest(); d.heaps[1].name = "pvz-carveout-1"
+        refused(d, mentions: ["\"pvz-carveout-1\"", "collides", "carve-out piece"])
+        d = guest(); d.carveout.name = String(repeating: "c", count: 30)
+        refused(d, mentions: ["carve-out piece name", "1 to 31", "32"])
+    }
+
     @Test func irqBeyondGIC() {
         var d = guest(); d.irq = 988
         refused(d, mentions: ["irq = 988", "0...987"])
