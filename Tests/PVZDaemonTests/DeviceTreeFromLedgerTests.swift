@@ -19,9 +19,12 @@ struct DeviceTreeFromLedgerTests {
         let after = try #require(h.daemon.handle(.dt(osid: OSID(2)), peer: root).dtboBytes)
         let t = try FlattenedDeviceTree(validating: after)
         let frag = try #require(try t.node(at: "/fragment@0/__overlay__"))
-        let names = try t.subnodes(of: frag).map { try t.name(of: $0) }
-        #expect(names.count == 2)
+        let pieces = try t.subnodes(of: frag)
+        let names = try pieces.map { try t.name(of: $0) }
         #expect(names.contains { $0.hasPrefix("pvz-gpu-heap@") })
+        // The carve-out is reserved as non-overlapping pieces that cover it exactly.
+        let sizes = try pieces.map { try #require(try t.cells("reg", of: $0)) }.map { UInt64($0[2]) << 32 | UInt64($0[3]) }
+        #expect(sizes.reduce(0, +) == 0x0400_0000)
         let gpu = try #require(try t.allNodes().first { try t.name(of: $0).hasPrefix("gpu@") })
         #expect(try t.cells("img,osid", of: gpu) == [2])
         #expect(try t.cells("reg", of: gpu) == [0, 0x0800_0000, 0, 0x10000])
