@@ -1,4 +1,5 @@
 import ArgumentParser
+import DeviceTree
 import Foundation
 import PVZServer
 import VMManager
@@ -152,27 +153,64 @@ struct Configure: ParsableCommand {
 }
 
 struct DT: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "dt", abstract: "Write a guest's device-tree overlay (.dtbo).")
+    static let configuration = CommandConfiguration(
+        commandName: "dt",
+        abstract: "Write a guest's device-tree overlay (.dtbo), merge it into a base DTB, or print the x86 memmap= argument.",
+        discussion: """
+        The overlay comes from the daemon's live ledger: the carve-out and every host heap as \
+        /reserved-memory pieces, and the gpu@ node. With --base, it is applied (libfdt \
+        fdt_overlay_apply) to that DTB, e.g. one written by QEMU's -machine virt,dumpdtb=FILE, and \
+        the merged DTB is written; /reserved-memory is created when the base has none. With \
+        --memmap, the kernel argument that reserves the same carve-out on x86 is printed.
+        """)
     @OptionGroup var common: Common
     @Option(help: "Guest OSID.") var osid: UInt32
-    @Option(name: .shortAndLong, help: "Output file ('-' for stdout).") var output: String
+    @Option(name: .shortAndLong, help: "Output file ('-' for stdout).") var output: String?
+    @Option(help: "Merge the overlay into this base DTB and write the merged DTB.") var base: String?
+    @Flag(help: "Print the x86 memmap= kernel argument for the guest's carve-out.") var memmap = false
+
+    func validate() throws {
+        if memmap && (base != nil || output != nil) { throw ValidationError("--memmap prints an argument; it takes no --base or --output") }
+        if !memmap && output == nil { throw ValidationError("give --output FILE (or '-'), or --memmap") }
+    }
 
     func run() throws {
+        if memmap {
+            let r = try common.send(.guests)
+            guard let g = r.guests?.first(where: { $0.osid == osid }) else {
+                printError("pvzctl: the daemon has no guest with OSID \(osid)")
+                throw CLIExit.refused
+            }
+            let d = GuestGPUDescription(osid: osid, regsBase: g.carveoutIpa, regsSize: 0x10000, irq: 0,
+                                        carveout: ReservedRegion(name: "pvz-carveout", base: g.carveoutIpa, size: g.carveoutSize),
+                                        heaps: [])
+            print(x86MemmapArguments(d))
+            return
+        }
         let r = try common.send(.dt(osid: OSID(osid)))
-        guard let bytes = r.dtboBytes else {
+        guard var bytes = r.dtboBytes else {
             printError("pvzctl: dt answer has no valid base64 overlay")
             throw CLIExit.unreachable
         }
+        if let base {
+            do {
+                bytes = try mergeOverlay(base: try readDeviceTreeFile(base), overlay: bytes)
+            } catch {
+                printError("pvzctl: merging OSID \(osid)'s overlay into \(base): \(error)")
+                throw CLIExit.refused
+            }
+        }
+        let output = self.output ?? "-"
         if output == "-" {
             if !common.json { FileHandle.standardOutput.write(Data(bytes)) }
             return
         }
         do {
-            try Data(bytes).write(to: URL(fileURLWithPath: output))
+            try writeDeviceTreeFile(bytes, to: output)
         } catch {
-            printError("pvzctl: cannot write \(output): \(error.localizedDescription)")
+            printError("pvzctl: cannot write \(output): \(error)")
             throw CLIExit.usage
         }
-        if !common.json { print("wrote \(bytes.count) bytes to \(output)") }
+        if !common.json { print("wrote \(bytes.count) bytes (\(base == nil ? "overlay" : "merged DTB")) to \(output)") }
     }
 }
