@@ -12,8 +12,11 @@ public final class GuestRuntime: Sendable {
     public let config: GuestConfig
     public let device: PVZDevice
     public let server: VhostUserServer
+    /// The libvirt domain on this guest's socket (config file, or the hook's prepare).
+    let domain: Mutex<String?>
     init(config: GuestConfig, device: PVZDevice, server: VhostUserServer) {
         self.config = config; self.device = device; self.server = server
+        domain = Mutex(config.domain)
     }
 }
 
@@ -166,8 +169,14 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             do { return .success(dtbo: try makeOverlay(d)) } catch {
                 return .failure(ControlErrorCode.internalError, "overlay for \(osid): \(error)")
             }
-        case .prepare(let osid, _):
+        case .prepare(let osid, let domain):
             guard let rt = runtime(osid) else { return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid) (configured: \(guests.map { $0.config.spec.osid.rawValue }))") }
+            // A front-end of another domain still on the socket: this domain's QEMU could not connect.
+            let current = rt.domain.withLock { $0 }
+            if rt.server.isConnected, let domain, let current, current != domain {
+                return .failure(ControlErrorCode.notReady, "\(osid)'s socket \(rt.config.socketPath ?? "fd") is in use by domain '\(current)', not '\(domain)'")
+            }
+            if let domain { rt.domain.withLock { $0 = domain } }
             return .success(guest: guestStatus(rt), message: "socket \(rt.config.socketPath ?? "fd") is listening")
         }
     }
@@ -224,7 +233,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         let gc = rt.device.gpu.counters
         let counters = GuestCounters(calls: st?.totalCalls ?? 0, kicks: gc.kicks, commands: gc.commands, faults: gc.faults,
                                      events: gc.events, eventsDropped: gc.eventsDropped)
-        return GuestStatus(osid: osid.rawValue, domain: rt.config.domain, socketPath: rt.config.socketPath ?? "fd:\(rt.config.listenFD ?? -1)",
+        return GuestStatus(osid: osid.rawValue, domain: rt.domain.withLock { $0 }, socketPath: rt.config.socketPath ?? "fd:\(rt.config.listenFD ?? -1)",
                            listening: true, connected: rt.server.isConnected, online: st?.online ?? false,
                            priority: st?.priority ?? 0, deviceStatus: stats.deviceStatus.load(ordering: .relaxed),
                            needsReset: stats.needsReset.load(ordering: .relaxed),

@@ -41,3 +41,21 @@ struct DeviceTreeFromLedgerTests {
         #expect(!r.ok && r.code == ControlErrorCode.invalidOSID)
     }
 }
+
+@Suite("the libvirt hook's prepare")
+struct PrepareTests {
+    let root = PeerCredentials(pid: 0, uid: 0, gid: 0)
+
+    @Test func prepareRecordsTheDomainAndRefusesASecondOneWhileConnected() throws {
+        let h = try Harness()
+        #expect(h.daemon.handle(.prepare(osid: OSID(1), domain: "vm-a"), peer: root).ok)
+        #expect(h.daemon.status().guests[0].domain == "vm-a")
+        let g = try h.connect(1)
+        _ = g.call(.readReg, Guest.u32(0))
+        let r = h.daemon.handle(.prepare(osid: OSID(1), domain: "vm-b"), peer: root)
+        #expect(!r.ok && r.code == ControlErrorCode.notReady)
+        #expect(r.error?.contains("vm-a") == true)
+        #expect(h.daemon.handle(.prepare(osid: OSID(1), domain: "vm-a"), peer: root).ok)
+        #expect(!h.daemon.handle(.prepare(osid: OSID(6), domain: "vm-a"), peer: root).ok)
+    }
+}
