@@ -55,6 +55,10 @@ public struct FirmwareRunResult: Equatable, Sendable {
     public var irqsRaised: Int = 0
     /// Set when the ring itself was bad: nothing was run.
     public var kickError: FirmwareFault?
+    /// The HCS deadline passed before `writeOffset` was reached: the rest of
+    /// the kick runs when the firmware comes back to this OSID (no kick-done
+    /// event yet; read_offset in the heap shows how far it got).
+    public var preempted = false
     public var lastFault: FirmwareFault?
 }
 
@@ -79,7 +83,11 @@ public struct Firmware: Sendable {
     /// Serves one kick: runs commands from the firmware's read offset up to
     /// `writeOffset` (exclusive, wrapping). Events (IRQ commands, faults, and
     /// one kick-done event with value = completed_seq) go to `emit`.
+    /// `deadline`, when given, is checked between commands (the firmware's hard
+    /// context switch): once it returns true after at least one command, the run
+    /// stops there with `preempted` set.
     public mutating func run(heap: UnsafeMutableRawBufferPointer, upTo writeOffset: UInt32, clockNs: UInt64,
+                             deadline: (() -> Bool)? = nil,
                              emit: (GPUEvent) -> Void) -> FirmwareRunResult {
         var r = FirmwareRunResult(completedSeq: completedSeq, readOffset: readOffset)
         func failKick(_ f: FirmwareFault, _ detail: UInt64) -> FirmwareRunResult {
@@ -119,6 +127,10 @@ public struct Firmware: Sendable {
         let ringEnd = Ring.headerSize + Int(size)
         var off = readOffset
         while off != writeOffset {
+            if r.commandsRun + r.faults > 0, let deadline, deadline() {
+                r.preempted = true
+                break
+            }
             let cmd = base + Ring.headerSize + Int(off)
             let op = pvz_load_acquire_u32(cmd)
             let flags = pvz_load_acquire_u32(cmd + 4)
@@ -143,7 +155,7 @@ public struct Firmware: Sendable {
         pvz_store_release_u64(base + Ring.completedSeqField, completedSeq)
         r.readOffset = readOffset
         r.completedSeq = completedSeq
-        emit(GPUEvent(type: .firmware, code: GPUEvent.codeKickDone, value: completedSeq))
+        if !r.preempted { emit(GPUEvent(type: .firmware, code: GPUEvent.codeKickDone, value: completedSeq)) }
         return r
     }
 

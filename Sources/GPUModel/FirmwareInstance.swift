@@ -76,13 +76,15 @@ public final class FirmwareInstance: Sendable {
         return kick(writeOffset: k.writeOffset)
     }
 
+    /// `deadlineNs` (bank clock, 0 = none): the HCS deadline of this run.
     @discardableResult
-    public func kick(writeOffset: UInt32) -> FirmwareRunResult? {
+    public func kick(writeOffset: UInt32, deadlineNs: UInt64 = 0) -> FirmwareRunResult? {
         let bank = self.bank
         let r = state.withLock { s -> FirmwareRunResult? in
             guard let base = UnsafeMutableRawPointer(bitPattern: s.heapBase) else { return nil }
             let heap = UnsafeMutableRawBufferPointer(start: base, count: s.heapSize)
-            return s.firmware.run(heap: heap, upTo: writeOffset, clockNs: bank.clockNs) { bank.raise($0) }
+            let deadline: (() -> Bool)? = deadlineNs == 0 ? nil : { bank.clockNs >= deadlineNs }
+            return s.firmware.run(heap: heap, upTo: writeOffset, clockNs: bank.clockNs, deadline: deadline) { bank.raise($0) }
         }
         if let r { bank.recordKick(r) }
         return r

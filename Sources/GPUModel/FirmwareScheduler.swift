@@ -5,12 +5,13 @@ import PVZServer
 
 /// The one firmware thread serving every OSID (spec 7): the OSID with the
 /// highest priority and queued work goes first, round-robin among equal
-/// priorities, one batch per turn. A batch is never pre-empted.
+/// priorities, one batch per turn.
 ///
 /// VMMConfigure's knobs: `hcsDeadlineMs` is the hard-context-switch
-/// deadline: a batch that runs longer is counted as an overrun for its OSID
-/// (batches are not pre-empted, so the deadline is measured and reported,
-/// not enforced). `isolationThreshold` is stored and reported only: in the
+/// deadline. The scheduler itself never interrupts a batch; the kick batches
+/// of the device glue read the deadline and stop at a command boundary when
+/// it passes, then queue their remainder again (so other OSIDs get their turn
+/// by priority). A batch that still runs longer is counted as an overrun. `isolationThreshold` is stored and reported only: in the
 /// DDK it puts OSIDs at or above that priority in an isolation group that
 /// runs alone on the GPU; one thread already never runs two OSIDs at once.
 ///

@@ -31,6 +31,7 @@ public final class GuestGPU: @unchecked Sendable {
     private var inflightKicks = 0
     private var kickGeneration = 0
     private let generation = Atomic<Int>(0)
+    private let preemptions = Atomic<UInt64>(0)
     private let request = UnsafeMutableRawBufferPointer.allocate(byteCount: KickRequest.size, alignment: 8)
 
     public init(osid: OSID, carveout: IPARange, scheduler: FirmwareScheduler, bvnc: UInt64 = RegisterBank.defaultBVNC) {
@@ -190,22 +191,8 @@ public final class GuestGPU: @unchecked Sendable {
                 let head = c.head
                 let gen = generation.load(ordering: .acquiring)
                 inflightKicks += 1
-                let fw = firmware, bank = self.bank
                 let done: @Sendable () -> Void = { [weak self] in
-                    guard let self else { return }
-                    if raw == UInt64.max {
-                        bank.raise(GPUEvent(type: .firmware, code: GPUEvent.codeFirmwareFault,
-                                            value: UInt64(FirmwareFault.badKick.rawValue) << 32 | UInt64(n)))
-                    } else if !fw.isAttached {
-                        // No firmware heap: nothing to run; say so rather than stay silent.
-                        bank.raise(GPUEvent(type: .firmware, code: GPUEvent.codeFirmwareFault, value: 0))
-                    } else {
-                        withUnsafeBytes(of: raw.littleEndian) { _ = fw.kick($0) }
-                    }
-                    if self.generation.load(ordering: .acquiring) == gen {
-                        self.completedKicks.withLock { $0.append(head) }
-                    }
-                    self.wake()
+                    self?.runKick(raw: raw, length: n, head: head, generation: gen)
                 }
                 if !scheduler.submit(osid: osid, work: done) {
                     inflightKicks -= 1
@@ -215,6 +202,43 @@ public final class GuestGPU: @unchecked Sendable {
         } while v.armAndRecheck()
         v.notifyIfNeeded()
     }
+
+    /// Firmware thread: runs one kick (or what is left of it after a hard
+    /// context switch). With an HCS deadline set (VMM_CONF_HCS_DEADLINE, ms), a
+    /// kick that runs past it is pre-empted at a command boundary and queued
+    /// again, so the scheduler can serve other OSIDs by priority first.
+    private func runKick(raw: UInt64, length: Int, head: UInt16, generation gen: Int) {
+        if raw == UInt64.max {
+            bank.raise(GPUEvent(type: .firmware, code: GPUEvent.codeFirmwareFault,
+                                value: UInt64(FirmwareFault.badKick.rawValue) << 32 | UInt64(length)))
+        } else if !firmware.isAttached {
+            // No firmware heap: nothing to run; say so rather than stay silent.
+            bank.raise(GPUEvent(type: .firmware, code: GPUEvent.codeFirmwareFault, value: 0))
+        } else {
+            let kick = KickRequest(writeOffset: UInt32(truncatingIfNeeded: raw), flags: UInt32(truncatingIfNeeded: raw >> 32))
+            if kick.flags != 0 {
+                withUnsafeBytes(of: raw.littleEndian) { _ = firmware.kick($0) }  // raises the bad-kick fault
+            } else {
+                let ms = UInt64(scheduler.hcsDeadlineMs)
+                let deadline = ms == 0 ? 0 : bank.clockNs &+ ms * 1_000_000
+                if let r = firmware.kick(writeOffset: kick.writeOffset, deadlineNs: deadline), r.preempted,
+                   generation.load(ordering: .acquiring) == gen {
+                    preemptions.add(1, ordering: .relaxed)
+                    let again: @Sendable () -> Void = { [weak self] in
+                        self?.runKick(raw: raw, length: length, head: head, generation: gen)
+                    }
+                    if scheduler.submit(osid: osid, work: again) { return }
+                }
+            }
+        }
+        if generation.load(ordering: .acquiring) == gen {
+            completedKicks.withLock { $0.append(head) }
+        }
+        wake()
+    }
+
+    /// Kicks cut short by the HCS deadline (each resumed later).
+    public var preemptedKicks: UInt64 { preemptions.load(ordering: .relaxed) }
 
     /// Returns kick chains the firmware has finished (guest thread, on wake).
     public func completeKicks(_ v: Vring) {

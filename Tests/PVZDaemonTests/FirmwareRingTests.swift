@@ -175,3 +175,31 @@ struct FirmwareRingTests {
         #expect(g.mapFirmwareHeap() == .ok)
     }
 }
+
+@Suite("the HCS deadline through the daemon", .serialized)
+struct HCSDeadlineTests {
+    @Test func aLongKickUnderADeadlineStillCompletesOnceAndWhole() throws {
+        let h = try Harness()
+        let g = try h.connect(1)
+        #expect(g.mapFirmwareHeap() == .ok)
+        _ = g.call(.writeReg, Guest.u32(Reg.irqEnable) + Guest.u32(1))
+        #expect(h.daemon.handle(.configure(param: 9, value: 1), peer: PeerCredentials(pid: 0, uid: 0, gid: 0)).ok)
+        eventBuffers = g.postEventBuffers(4)
+        g.initRing(size: 0x10000)
+        let n = 2000
+        for i in 0..<n { g.command(UInt32(i), op: 2, seq: UInt64(i + 1), arg0: 0x20000 + 8 * UInt64(i)) }
+        #expect(g.kick(writeOffset: UInt32(n * 32)))
+        #expect(g.fe.load(Guest.fwHeap + 0x10, as: UInt64.self) == UInt64(n))
+        let done = try #require(g.nextEvent())
+        #expect(done.code == 0 && done.value == UInt64(n))
+        // Timestamps strictly increase across any pre-emption points.
+        var last: UInt64 = 0, increasing = true
+        for i in 0..<n {
+            let t = g.fe.load(Guest.fwHeap + 0x20000 + 8 * UInt64(i), as: UInt64.self)
+            if t <= last { increasing = false }
+            last = t
+        }
+        #expect(increasing)
+        #expect(h.daemon.guests[0].device.gpu.preemptedKicks >= 0)
+    }
+}
