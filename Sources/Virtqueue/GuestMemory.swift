@@ -158,27 +158,25 @@ public final class GuestMemory: @unchecked Sendable {
     /// the whole range lies inside one region. `length` 0 is treated as 1 byte.
     @inlinable
     public func translate(gpa: UInt64, length: UInt64) -> UnsafeMutableRawPointer? {
-        let len = length == 0 ? 1 : length
-        let (lastByte, o) = gpa.addingReportingOverflow(len - 1)
-        if o { return nil }
-        for r in regions {
-            let d = r.descriptor
-            if gpa >= d.guestPhysAddr && lastByte <= d.guestPhysAddr + (d.size - 1) {
-                return r.host + Int(gpa - d.guestPhysAddr)
-            }
-        }
-        return nil
+        find(gpa, length) { $0.guestPhysAddr }
     }
 
     /// Same, for an address in the front-end's virtual address space (vring addresses).
     public func translate(userAddr: UInt64, length: UInt64) -> UnsafeMutableRawPointer? {
+        find(userAddr, length) { $0.userAddr }
+    }
+
+    /// The region whose [start(d), start(d)+size) holds the whole range; no wrap.
+    @inlinable @inline(__always)
+    func find(_ addr: UInt64, _ length: UInt64, _ start: (MemoryRegionDescriptor) -> UInt64) -> UnsafeMutableRawPointer? {
         let len = length == 0 ? 1 : length
-        let (lastByte, o) = userAddr.addingReportingOverflow(len - 1)
+        let (lastByte, o) = addr.addingReportingOverflow(len - 1)
         if o { return nil }
         for r in regions {
             let d = r.descriptor
-            if userAddr >= d.userAddr && lastByte <= d.userAddr + (d.size - 1) {
-                return r.host + Int(userAddr - d.userAddr)
+            let base = start(d)
+            if addr >= base && lastByte <= base + (d.size - 1) {
+                return r.host + Int(addr - base)
             }
         }
         return nil
