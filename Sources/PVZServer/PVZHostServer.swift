@@ -67,7 +67,8 @@ public final class PVZHostServer: Sendable {
     /// socket, never from the request). Writes the response header (when
     /// `response` holds 16 bytes) and, on OK, the function's output.
     public func handleCall(osid: OSID, request: UnsafeRawBufferPointer, response: UnsafeMutableRawBufferPointer,
-                           ram: some GuestRAM, registers: some RegisterFile) -> CallOutcome {
+                           ram: some GuestRAM, registers: some RegisterFile,
+                           firmware: some FirmwareControl = NoFirmware()) -> CallOutcome {
         let header = HypercallRequestHeader.decode(from: request)
         let raw = header?.function ?? 0
         let function = header.flatMap { PVZFunction(rawValue: $0.function) }
@@ -77,7 +78,7 @@ public final class PVZHostServer: Sendable {
             status = .malformedRequest
         } else if let header {
             (status, effect) = dispatch(osid: osid, header: header, function: function, request: request,
-                                        response: response, ram: ram, registers: registers)
+                                        response: response, ram: ram, registers: registers, firmware: firmware)
         } else {
             status = .malformedRequest
         }
@@ -107,7 +108,8 @@ public final class PVZHostServer: Sendable {
     /// room for the output, dev_id; then the function's own checks.
     private func dispatch(osid: OSID, header: HypercallRequestHeader, function: PVZFunction?,
                           request: UnsafeRawBufferPointer, response: UnsafeMutableRawBufferPointer,
-                          ram: some GuestRAM, registers: some RegisterFile) -> (PVZStatus, CallEffect) {
+                          ram: some GuestRAM, registers: some RegisterFile,
+                          firmware: some FirmwareControl) -> (PVZStatus, CallEffect) {
         guard let spec = spec(of: osid) else { return (.invalidOSID, .none) }
         // Checked again under the lock by every call that changes the ledger:
         // OnVmOffline may run between here and there.
@@ -152,10 +154,17 @@ public final class PVZHostServer: Sendable {
 
         case .destroyDevPhysHeaps:
             guard policy.hostHeapsAllowed else { return (.notImplemented, .none) }
-            let (online, freed) = state.withLock { s in
-                s.guests[i]!.online ? (true, Self.freeHostHeaps(&s, i)) : (false, nil)
+            // The firmware lets go of a host-origin firmware heap before it leaves the ledger.
+            let (online, created, fw) = state.withLock { s in
+                (s.guests[i]!.online, s.guests[i]!.hostHeapsCreated, s.guests[i]!.hostFwHeap)
             }
             guard online else { return (.vmOffline, .none) }
+            guard created else { return (.notFound, .none) }
+            if let fw { firmware.release(fw) }
+            let (stillOnline, freed) = state.withLock { s in
+                s.guests[i]!.online ? (true, Self.freeHostHeaps(&s, i)) : (false, nil)
+            }
+            guard stillOnline else { return (.vmOffline, .none) }
             guard let freed else { return (.notFound, .none) }
             return (.ok, .heapsDestroyed(fw: freed.fw, gpu: freed.gpu))
 
@@ -165,13 +174,18 @@ public final class PVZHostServer: Sendable {
 
         case .unmapDevPhysHeap:
             guard policy.fwHeapOrigin == .guest else { return (.invalidPVZConfig, .none) }
-            let (online, heap) = state.withLock { s -> (Bool, HeapRecord?) in
+            let (online, mapped) = state.withLock { s in (s.guests[i]!.online, s.guests[i]!.guestFwHeap) }
+            guard online else { return (.vmOffline, .none) }
+            guard let mapped else { return (.notFound, .none) }
+            // UNMAP answers OK only once the firmware is stopped and detached.
+            firmware.release(mapped)
+            let (stillOnline, heap) = state.withLock { s -> (Bool, HeapRecord?) in
                 guard s.guests[i]!.online else { return (false, nil) }
                 let h = s.guests[i]!.guestFwHeap
                 s.guests[i]!.guestFwHeap = nil
                 return (true, h)
             }
-            guard online else { return (.vmOffline, .none) }
+            guard stillOnline else { return (.vmOffline, .none) }
             guard let heap else { return (.notFound, .none) }
             return (.ok, .fwHeapUnmapped(heap))
 

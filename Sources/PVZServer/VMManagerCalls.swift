@@ -92,20 +92,35 @@ extension PVZHostServer {
         guard waitFirmwareIdle(osid) else { throw .firmwareNotIdle(osid) }
         let result = state.withLock { s -> OfflineResult? in
             guard s.guests[i]!.online else { return nil }
-            var freed: [HeapRecord] = []
-            if let host = Self.freeHostHeaps(&s, i) {
-                if let h = host.fw { freed.append(h) }
-                if let h = host.gpu { freed.append(h) }
-            }
-            if let h = s.guests[i]!.guestFwHeap { freed.append(h) }
-            s.guests[i]!.guestFwHeap = nil
-            let dev = s.guests[i]!.devConfigCreated
-            s.guests[i]!.devConfigCreated = false
+            let r = Self.releaseDevice(&s, i, osid)
             s.guests[i]!.online = false
-            return OfflineResult(osid: osid, freedHeaps: freed, devConfigDestroyed: dev)
+            return r
         }
         guard let result else { throw .osidIsOffline(osid) }   // raced with another offline
         return result
+    }
+
+    /// A device reset, a driver unbind or a front-end gone for good: the
+    /// OSID's device config and every heap it holds are released, the VM stays
+    /// online. The caller has stopped and detached the OSID's firmware first.
+    /// A daemon restart is not a release: the ledger survives it.
+    @discardableResult
+    public func releaseDevice(osid: OSID) throws(PVZError) -> OfflineResult {
+        let i = try slotIndex(osid)
+        return state.withLock { s in Self.releaseDevice(&s, i, osid) }
+    }
+
+    static func releaseDevice(_ s: inout ServerState, _ i: Int, _ osid: OSID) -> OfflineResult {
+        var freed: [HeapRecord] = []
+        if let host = Self.freeHostHeaps(&s, i) {
+            if let h = host.fw { freed.append(h) }
+            if let h = host.gpu { freed.append(h) }
+        }
+        if let h = s.guests[i]!.guestFwHeap { freed.append(h) }
+        s.guests[i]!.guestFwHeap = nil
+        let dev = s.guests[i]!.devConfigCreated
+        s.guests[i]!.devConfigCreated = false
+        return OfflineResult(osid: osid, freedHeaps: freed, devConfigDestroyed: dev)
     }
 
     /// VMMConfigure with a raw VMM_CONF_PARAM (as it arrives from the control socket).
@@ -144,10 +159,8 @@ extension PVZHostServer {
         return snapshot(osid: osid)!
     }
 
-    /// The front-end went away (QEMU crashed, or is restarting). Nothing is
-    /// freed: the VM may still exist and come back; only OnVmOffline (the VM
-    /// manager saying the VM is gone) frees heaps. The glue must stop the
-    /// firmware's access to the guest's memory until the reconnect.
+    /// The front-end's connection ended. Only the connection state changes
+    /// here; the glue decides whether that is a release (`releaseDevice`).
     public func guestDisconnected(osid: OSID) throws(PVZError) {
         let i = try slotIndex(osid)
         state.withLock { s in
