@@ -291,6 +291,17 @@ public final class DriverQueue {
         return head
     }
 
+    /// One device-readable buffer (a doorbell) without building an array (benchmark path).
+    @discardableResult
+    @inline(__always)
+    public func add1(_ gpa: UInt64, _ len: UInt32) -> UInt16 {
+        let head = nextDesc
+        writeDesc(head, Desc(addr: gpa, len: len, flags: 0, next: 0))
+        nextDesc = (head &+ 1) % size
+        publish(head: head)
+        return head
+    }
+
     /// A request/response pair without building an array (benchmark path: no allocation).
     @discardableResult
     @inline(__always)
