@@ -9,7 +9,7 @@ import Glibc
 /// out in it, and eventfds for kick and call. Written from vhost-user.rst and
 /// the virtio spec, independently of the back-end's code.
 public final class TestFrontEnd {
-    public let socketFD: Int32
+    public private(set) var socketFD: Int32
     public let memFD: Int32
     public let ram: UnsafeMutableRawPointer
     public let ramSize: UInt64
@@ -58,6 +58,7 @@ public final class TestFrontEnd {
     }
 
     deinit {
+        if inflightFD >= 0 { close(inflightFD) }
         close(socketFD)
         munmap(ram, Int(ramSize))
         close(memFD)
@@ -65,6 +66,55 @@ public final class TestFrontEnd {
     }
 
     public func closeSocket() { shutdown(socketFD, Int32(SHUT_RDWR)) }
+
+    /// Connects again (a restarted back-end) with the same guest RAM and rings,
+    /// as QEMU's reconnect does; `start(afterCrash: true)` then sets it up.
+    public func reconnect(path: String, timeoutMs: Int = 5000) throws {
+        var fd: Int32 = -1
+        var waited = 0
+        while true {
+            fd = pvz_unix_connect(path)
+            if fd >= 0 || waited >= timeoutMs { break }
+            usleep(10_000); waited += 10
+        }
+        if fd < 0 { throw Failure.connect(path, errno) }
+        close(socketFD)
+        socketFD = fd
+    }
+
+    // MARK: In-flight buffer (INFLIGHT_SHMFD), kept across back-end restarts
+
+    public private(set) var inflightFD: Int32 = -1
+    private var inflightPayload: [UInt8] = []
+
+    /// GET_INFLIGHT_FD the first time; SET_INFLIGHT_FD with the kept buffer
+    /// after a reconnect. VhostUserInflight: mmap_size u64, mmap_offset u64,
+    /// num_queues u16, queue_size u16, 4 bytes padding.
+    func setUpInflight(queueCount: Int, queueSize: UInt16) throws {
+        if inflightFD >= 0 {
+            guard try sendAcked(.setInflightFD, payload: inflightPayload, fds: [inflightFD]) == 0 else {
+                throw Failure.badReply("SET_INFLIGHT_FD refused")
+            }
+            return
+        }
+        var p = [UInt8](repeating: 0, count: 24)
+        p[16] = UInt8(queueCount); p[18] = UInt8(queueSize & 0xff); p[19] = UInt8(queueSize >> 8)
+        try send(.getInflightFD, payload: p)
+        var pfd = pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)
+        if poll(&pfd, 1, 5000) <= 0 { throw Failure.io("no GET_INFLIGHT_FD reply") }
+        var h = [UInt8](repeating: 0, count: MessageHeader.size)
+        var fds = [Int32](repeating: -1, count: 4)
+        var nfds: Int32 = 0, ctrunc: Int32 = 0
+        let n = h.withUnsafeMutableBytes { hb in fds.withUnsafeMutableBufferPointer { f in
+            pvz_recv_with_fds(socketFD, hb.baseAddress, hb.count, f.baseAddress, 4, &nfds, &ctrunc) } }
+        guard n == MessageHeader.size, nfds == 1 else { throw Failure.badReply("GET_INFLIGHT_FD reply: \(n) bytes, \(nfds) fds") }
+        let size = Int(h.withUnsafeBytes { $0.le32(8) })
+        var body = [UInt8](repeating: 0, count: size)
+        try readFully(&body)
+        guard size == 24 else { throw Failure.badReply("GET_INFLIGHT_FD payload of \(size) bytes") }
+        inflightFD = fds[0]
+        inflightPayload = body
+    }
 
     // MARK: Guest memory
 
@@ -170,12 +220,13 @@ public final class TestFrontEnd {
     /// GET_FEATURES ... SET_VRING_ENABLE for every queue, as QEMU 10.0 does for
     /// vhost-user-base; returns the negotiated virtio features.
     @discardableResult
-    public func start(queueCount: Int = 3, queueSize: UInt16 = 64, wantFeatures: UInt64? = nil, useAddMemReg: Bool = false) throws -> UInt64 {
+    public func start(queueCount: Int = 3, queueSize: UInt16 = 64, wantFeatures: UInt64? = nil, useAddMemReg: Bool = false,
+                      inflight: Bool = false, afterCrash: Bool = false) throws -> UInt64 {
         let offered = try getU64(.getFeatures)
         let proto = try getU64(.getProtocolFeatures)
         let want = proto & (ProtocolFeatures.mq.rawValue | ProtocolFeatures.replyAck.rawValue | ProtocolFeatures.config.rawValue
             | ProtocolFeatures.backendReq.rawValue | ProtocolFeatures.status.rawValue | ProtocolFeatures.configureMemSlots.rawValue
-            | ProtocolFeatures.resetDevice.rawValue)
+            | ProtocolFeatures.resetDevice.rawValue | (inflight ? ProtocolFeatures.inflightShmfd.rawValue : 0))
         try send(.setProtocolFeatures, payload: Self.u64(want))
         let qn = try getU64(.getQueueNum)
         guard qn == UInt64(queueCount) else { throw Failure.badReply("GET_QUEUE_NUM \(qn), expected \(queueCount)") }
@@ -189,10 +240,13 @@ public final class TestFrontEnd {
         } else {
             guard try sendAcked(.setMemTable, payload: memTablePayload(), fds: [memFD]) == 0 else { throw Failure.badReply("SET_MEM_TABLE refused") }
         }
+        if inflight { try setUpInflight(queueCount: queueCount, queueSize: queueSize) }
         if queues.isEmpty {
             for i in 0..<queueCount { queues.append(try DriverQueue(fe: self, index: i, size: queueSize)) }
         }
-        for q in queues { try q.setUp(self) }
+        // After a back-end crash QEMU cannot ask for the ring bases: it
+        // restarts each ring at its used index (what the guest has seen).
+        for q in queues { try q.setUp(self, base: afterCrash ? q.usedIdx : nil) }
         for q in queues {
             guard try sendAcked(.setVringEnable, payload: Self.state(UInt32(q.index), 1)) == 0 else { throw Failure.badReply("SET_VRING_ENABLE refused") }
         }
@@ -252,9 +306,9 @@ public final class DriverQueue {
         call = try EventFD(nonBlocking: true)
     }
 
-    func setUp(_ fe: TestFrontEnd) throws {
+    func setUp(_ fe: TestFrontEnd, base: UInt16? = nil) throws {
         try fe.send(.setVringNum, payload: TestFrontEnd.state(UInt32(index), UInt32(size)))
-        try fe.send(.setVringBase, payload: TestFrontEnd.state(UInt32(index), UInt32(availIdx)))
+        try fe.send(.setVringBase, payload: TestFrontEnd.state(UInt32(index), UInt32(base ?? availIdx)))
         var a = [UInt8](repeating: 0, count: VringAddrPayload.size)
         a.withUnsafeMutableBytes {
             VringAddrPayload(index: UInt32(index), flags: 0, desc: fe.userBase + (descGPA - fe.ramGPA),

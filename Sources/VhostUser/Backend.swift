@@ -46,7 +46,7 @@ public final class Backend: BackendContext {
     public var offeredFeatures: UInt64 { device.deviceFeatures | VirtioFeature.protocolFeatures }
 
     public var offeredProtocolFeatures: ProtocolFeatures {
-        var p: ProtocolFeatures = [.mq, .replyAck, .backendReq, .resetDevice, .configureMemSlots, .status]
+        var p: ProtocolFeatures = [.mq, .replyAck, .backendReq, .resetDevice, .configureMemSlots, .status, .inflightShmfd]
         if device.configSize > 0 { p.insert(.config) }
         return p
     }
@@ -178,10 +178,13 @@ public final class Backend: BackendContext {
 
     // MARK: - Replies
 
-    private func sendReply(_ request: MessageHeader, payloadSize: Int) {
+    private func sendReply(_ request: MessageHeader, payloadSize: Int, fd: Int32 = -1) {
         let h = MessageHeader(request: request.request, flags: MessageHeader.version | MessageHeader.replyFlag, size: UInt32(payloadSize))
         h.encode(into: replyBuffer)
-        let r = pvz_send_with_fds(socketFD, replyBuffer.baseAddress, MessageHeader.size + payloadSize, nil, 0)
+        var fds = fd
+        let r = withUnsafePointer(to: &fds) {
+            pvz_send_with_fds(socketFD, replyBuffer.baseAddress, MessageHeader.size + payloadSize, fd >= 0 ? $0 : nil, fd >= 0 ? 1 : 0)
+        }
         if r != MessageHeader.size + payloadSize {
             logger.warning("reply to request \(request.request) not sent whole: \(r) bytes, \(SystemError("sendmsg"))")
         }
@@ -242,6 +245,8 @@ public final class Backend: BackendContext {
         case .remMemReg: return remMemReg(p)
         case .setStatus: return setStatus(p)
         case .getStatus: return getStatus(h, p)
+        case .getInflightFD: return getInflightFD(h, p)
+        case .setInflightFD: return setInflightFD(p, &fds)
         default:
             return .failed("not supported by this back-end (its feature was not offered)")
         }
@@ -460,6 +465,11 @@ public final class Backend: BackendContext {
         }
         v.started = true
         v.brokenReason = nil
+        v.inflight = inflight?.queue(v.index)
+        let resubmitted = v.resumeFromInflight()
+        if resubmitted > 0 {
+            logger.info("queue \(v.index): resubmitting \(resubmitted) chains left in flight by the previous back-end")
+        }
         if v.kickFD >= 0 {
             do { try epoll.add(v.kickFD, tag: kickTagBase + UInt64(v.index)) } catch {
                 v.started = false
@@ -499,6 +509,8 @@ public final class Backend: BackendContext {
         if let q = v.queue { v.base = q.lastAvailIdx }
         v.started = false
         v.queue = nil
+        v.inflight = nil
+        v.forgetResubmits()
         device.queueStopped(v.index, self)
     }
 
@@ -507,6 +519,38 @@ public final class Backend: BackendContext {
         let v = vrings[index]
         if v.kickFD >= 0 { EventFD.drain(v.kickFD) }
         if v.isLive { device.queueKicked(index, self) }
+    }
+
+    // MARK: In-flight tracking (INFLIGHT_SHMFD)
+
+    /// The in-flight buffer shared with the front-end; it outlives this
+    /// back-end (the front-end keeps it) so the next one can resubmit.
+    private var inflight: InflightRegion?
+
+    private func getInflightFD(_ h: MessageHeader, _ p: UnsafeRawBufferPointer) -> Outcome {
+        guard let m = InflightPayload.decode(p) else { return .failed("payload of \(p.count) bytes, expected \(InflightPayload.size)") }
+        do {
+            let r = try InflightRegion(numQueues: m.numQueues, queueSize: m.queueSize,
+                                       maxQueues: vrings.count, maxQueueSize: device.maxQueueSize)
+            inflight = r
+            r.payload.encode(into: replyPayload)
+            sendReply(h, payloadSize: InflightPayload.size, fd: r.fd)
+            return .replied
+        } catch {
+            return .failed(error.description)
+        }
+    }
+
+    private func setInflightFD(_ p: UnsafeRawBufferPointer, _ fds: inout [Int32]) -> Outcome {
+        guard let m = InflightPayload.decode(p) else { return .failed("payload of \(p.count) bytes, expected \(InflightPayload.size)") }
+        let fd = fds[0]
+        fds[0] = -1
+        do {
+            inflight = try InflightRegion(fd: fd, m, maxQueues: vrings.count, maxQueueSize: device.maxQueueSize)
+        } catch {
+            return .failed(error.description)
+        }
+        return .ok
     }
 
     // MARK: Config, status, back-end channel
