@@ -2,6 +2,8 @@ import Foundation
 import GPUModel
 import Logging
 import PVZServer
+import VhostUser
+import Virtqueue
 
 /// What lives only in the daemon for one guest, carried by a live migration
 /// (vhost-user DEVICE_STATE): its OSID's ledger and policy, the register
@@ -49,6 +51,21 @@ public struct DeviceState: Codable, Equatable, Sendable {
 }
 
 extension PVZDevice {
+    public var supportsMigration: Bool { true }
+
+    public func saveState(_ ctx: BackendContext) -> Result<[UInt8], DeviceStateError> {
+        do { return .success(try saveState()) } catch { return .failure(DeviceStateError(error.description)) }
+    }
+
+    public func loadState(_ bytes: [UInt8], _ ctx: BackendContext) -> DeviceStateError? {
+        do { try loadState(bytes) } catch { return DeviceStateError(error.description) }
+        // The destination's memory table (if it came first) holds the heap.
+        if ctx.memory.regions.count > 0 {
+            gpu.attachMemory(ctx.memory, fwHeap: server.configView(osid: osid)?.fwHeap?.ipa)
+        }
+        return nil
+    }
+
     /// The source side: this guest's state, with the device stopped (its
     /// rings are stopped first, so no kick is in flight).
     public func saveState() throws(MigrationError) -> [UInt8] {

@@ -226,7 +226,8 @@ public final class TestFrontEnd {
         let proto = try getU64(.getProtocolFeatures)
         let want = proto & (ProtocolFeatures.mq.rawValue | ProtocolFeatures.replyAck.rawValue | ProtocolFeatures.config.rawValue
             | ProtocolFeatures.backendReq.rawValue | ProtocolFeatures.status.rawValue | ProtocolFeatures.configureMemSlots.rawValue
-            | ProtocolFeatures.resetDevice.rawValue | (inflight ? ProtocolFeatures.inflightShmfd.rawValue : 0))
+            | ProtocolFeatures.resetDevice.rawValue | (inflight ? ProtocolFeatures.inflightShmfd.rawValue : 0)
+            | ProtocolFeatures.deviceState.rawValue)
         try send(.setProtocolFeatures, payload: Self.u64(want))
         let qn = try getU64(.getQueueNum)
         guard qn == UInt64(queueCount) else { throw Failure.badReply("GET_QUEUE_NUM \(qn), expected \(queueCount)") }
@@ -258,6 +259,65 @@ public final class TestFrontEnd {
     public func forgetQueues() {
         for q in queues { close(q.kick.fd); close(q.call.fd) }
         queues = []
+    }
+
+    // MARK: Device state (live migration), as QEMU's vhost_save/load_backend_state
+
+    /// Protocol features only (what QEMU negotiates at realize, before a
+    /// destination loads state into a device that has not started).
+    public func negotiate() throws {
+        _ = try getU64(.getFeatures)
+        let proto = try getU64(.getProtocolFeatures)
+        try send(.setProtocolFeatures, payload: Self.u64(proto & (ProtocolFeatures.replyAck.rawValue
+            | ProtocolFeatures.mq.rawValue | ProtocolFeatures.deviceState.rawValue | ProtocolFeatures.config.rawValue)))
+    }
+
+    /// SET_DEVICE_STATE_FD (direction u32, phase u32 = 0) with one end of a
+    /// pipe; returns the reply's u64.
+    private func setDeviceStateFD(direction: UInt32, fd: Int32) throws -> UInt64 {
+        let p = [UInt8](Self.u64(UInt64(direction)))   // direction in the low word, phase 0 in the high
+        try send(.setDeviceStateFD, payload: p, fds: [fd])
+        let (h, r) = try receive()
+        guard h.request == FrontEndRequest.setDeviceStateFD.rawValue, r.count == 8 else { throw Failure.badReply("SET_DEVICE_STATE_FD reply") }
+        return r.withUnsafeBytes { $0.le64(0) }
+    }
+
+    /// Source side: the back-end's state, read from the pipe to its end,
+    /// then CHECK_DEVICE_STATE. Throws when either step fails.
+    public func saveDeviceState() throws -> [UInt8] {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw Failure.io("pipe: errno \(errno)") }
+        let r = try setDeviceStateFD(direction: 0, fd: fds[1])
+        close(fds[1])
+        defer { close(fds[0]) }
+        guard r & 0xff == 0, r & 0x100 != 0 else { throw Failure.badReply("SET_DEVICE_STATE_FD(save) answered 0x\(String(r, radix: 16))") }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fds[0], $0.baseAddress!, $0.count) }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        guard try getU64(.checkDeviceState) == 0 else { throw Failure.badReply("CHECK_DEVICE_STATE after save failed") }
+        return out
+    }
+
+    /// Destination side: writes `bytes` into the pipe, closes it, and returns
+    /// what CHECK_DEVICE_STATE answers (0 = taken over).
+    public func loadDeviceState(_ bytes: [UInt8]) throws -> UInt64 {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw Failure.io("pipe: errno \(errno)") }
+        let r = try setDeviceStateFD(direction: 1, fd: fds[0])
+        close(fds[0])
+        guard r & 0xff == 0, r & 0x100 != 0 else { close(fds[1]); throw Failure.badReply("SET_DEVICE_STATE_FD(load) answered 0x\(String(r, radix: 16))") }
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fds[1], $0.baseAddress! + off, $0.count - off) }
+            if n <= 0 { break }
+            off += n
+        }
+        close(fds[1])
+        return try getU64(.checkDeviceState)
     }
 
     /// Stops every ring (GET_VRING_BASE) as QEMU does on guest reset.

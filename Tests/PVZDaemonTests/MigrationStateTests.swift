@@ -88,3 +88,47 @@ struct MigrationStateTests {
         #expect(dst.daemon.server.snapshot(osid: OSID(1))!.heaps.isEmpty)
     }
 }
+
+/// The same over the vhost-user socket: SET_DEVICE_STATE_FD / CHECK_DEVICE_STATE
+/// with a pipe, as QEMU's vhost_save_backend_state / vhost_load_backend_state do.
+@Suite("migration: DEVICE_STATE over the socket", .serialized)
+struct DeviceStateMessageTests {
+    @Test func saveThenLoadThroughThePipe() throws {
+        let src = try Harness()
+        let g = try src.connect(1)
+        #expect(g.call(.createDevConfig)?.status == .ok)
+        #expect(g.mapFirmwareHeap() == .ok)
+        // Refused while the device runs.
+        #expect(throws: TestFrontEnd.Failure.self) { _ = try g.fe.saveDeviceState() }
+        try g.fe.send(.setStatus, payload: TestFrontEnd.u64(0))
+        _ = try g.fe.stopQueues()
+        let state = try g.fe.saveDeviceState()
+        #expect(state.count > 12)
+
+        let dst = try Harness(guests: [(1, false, GuestPolicy())])
+        try g.fe.reconnect(path: dst.socket(1))
+        try g.fe.negotiate()
+        #expect(try g.fe.loadDeviceState(state) == 0)
+        #expect(dst.daemon.server.snapshot(osid: OSID(1))!.heaps.count == 1)
+        try g.fe.start()
+        #expect(g.call(.createDevConfig)?.status == .alreadyExists)
+    }
+
+    @Test func aMismatchedDestinationAnswersCheckWithAnError() throws {
+        let src = try Harness()
+        let g = try src.connect(1)
+        #expect(g.call(.createDevConfig)?.status == .ok)
+        try g.fe.send(.setStatus, payload: TestFrontEnd.u64(0))
+        _ = try g.fe.stopQueues()
+        let state = try g.fe.saveDeviceState()
+        let dst = try Harness(guests: [(1, false, GuestPolicy())], carveout: IPARange(start: IPA(0x0C00_0000), size: 0x0400_0000)!)
+        let fe2 = try TestFrontEnd(path: dst.socket(1))
+        try fe2.negotiate()
+        #expect(try fe2.loadDeviceState(state) != 0)
+        #expect(try fe2.loadDeviceState(Array(state.prefix(20))) != 0)
+        #expect(!dst.daemon.server.snapshot(osid: OSID(1))!.devConfigCreated)
+        // The source still serves its guest (a failed migration leaves it running there).
+        try g.fe.start()
+        #expect(g.call(.createDevConfig)?.status == .alreadyExists)
+    }
+}
