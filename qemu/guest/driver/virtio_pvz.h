@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * virtio_pvz internals shared by the module's files:
- *   virtio_pvz_main.c    probe, remove, shutdown, NEEDS_RESET recovery, config space
+ *   virtio_pvz_main.c    probe, remove, reboot, NEEDS_RESET recovery, config space
  *   virtio_pvz_vq.c      hypercallq (calls), eventq (the GPU interrupt), kickq
  *   virtio_pvz_fwheap.c  the firmware heap's lifecycle (MAP/UNMAP with the driver's address)
  *   virtio_pvz_heap.c    physically contiguous guest RAM for it
@@ -10,7 +10,7 @@
  * Lifetime: struct pvz_dev is reference counted (probe, every open file and
  * every mapping hold one) and outlives the virtio device. Everything that
  * touches the device holds dev_sem for reading and finds p->vdev non-NULL;
- * remove, shutdown and reset recovery hold it for writing. A writer first
+ * remove, reboot and reset recovery hold it for writing. A writer first
  * raises `aborting` so that calls waiting for the device end at once instead
  * of after the call timeout. Lock order: dev_sem, heap_lock, call_lock,
  * cfg_lock; the spinlocks are innermost. No user copy happens under any of
@@ -50,6 +50,7 @@ struct pvz_dev {
 	int index;
 	struct miscdevice misc;
 	bool misc_registered;
+	struct list_head node;    /* in the module's list of bound devices */
 
 	struct rw_semaphore dev_sem;
 	struct virtio_device *vdev;  /* NULL once removed or shut down (dev_sem) */

@@ -16,6 +16,8 @@
 #include <linux/virtio_config.h>
 #include <linux/slab.h>
 #include <linux/idr.h>
+#include <linux/list.h>
+#include <linux/reboot.h>
 #include "virtio_pvz.h"
 
 unsigned int pvz_call_timeout_ms = 5000;
@@ -39,6 +41,10 @@ module_param(virtio_id, uint, 0444);
 MODULE_PARM_DESC(virtio_id, "also bind this virtio device ID (besides VIRTIO_ID_PVZ)");
 
 static DEFINE_IDA(pvz_ida);
+
+/* Bound devices, for the reboot notifier. */
+static LIST_HEAD(pvz_devices);
+static DEFINE_MUTEX(pvz_devices_lock);
 
 /* Device config space, little-endian on the wire (spec section 4). */
 struct virtio_pvz_config_le {
@@ -64,7 +70,8 @@ static void pvz_release(struct kref *ref)
 			pvz_heap_free(&p->heap);
 	}
 	kfree(p->ev_bufs);
-	ida_free(&pvz_ida, p->index);
+	if (p->index >= 0)
+		ida_free(&pvz_ida, p->index);
 	kfree(p);
 }
 
@@ -396,6 +403,9 @@ static int pvz_probe(struct virtio_device *vdev)
 	if (err)
 		goto err_vqs;
 	p->misc_registered = true;
+	mutex_lock(&pvz_devices_lock);
+	list_add(&p->node, &pvz_devices);
+	mutex_unlock(&pvz_devices_lock);
 
 	pvz_info(p, "/dev/%s: osid %u of %u, bvnc %#llx, regs %#llx+%#x, status %#x, features %#llx\n",
 		 p->name, p->cfg.osid, p->cfg.max_osids, p->cfg.bvnc, p->cfg.regs_ipa, p->cfg.regs_size,
@@ -411,7 +421,7 @@ err_free:
 	return err;
 }
 
-/* Remove and shutdown: take back what the device holds, reset it, drop the
+/* Remove and reboot: take back what the device holds, reset it, drop the
  * queues. Bounded: calls in flight end at once, and the cleanup stops at the
  * first call the device does not answer (PVZ_CLEANUP_TIMEOUT_MS). */
 static void pvz_detach(struct pvz_dev *p, const char *why)
@@ -434,24 +444,42 @@ static void pvz_remove(struct virtio_device *vdev)
 {
 	struct pvz_dev *p = vdev->priv;
 
+	mutex_lock(&pvz_devices_lock);
+	list_del(&p->node);
+	mutex_unlock(&pvz_devices_lock);
 	if (p->misc_registered)
 		misc_deregister(&p->misc);
 	p->misc_registered = false;
+	/* The name is free again: a rebind gets /dev/pvz back even while
+	 * files of this device stay open. */
+	ida_free(&pvz_ida, p->index);
+	p->index = -1;
 	pvz_detach(p, "remove");
 	vdev->priv = NULL;
 	pvz_put(p);
 }
 
-/* Reboot, kexec, poweroff: the next kernel (or the host after a reboot)
- * must find no heap, mapping or device config of this one. */
-static void pvz_shutdown(struct device *dev)
+/*
+ * Reboot, kexec, poweroff: the next kernel (or the host after a reboot) must
+ * find no heap, mapping or device config of this one. 6.1's virtio bus has
+ * its own .shutdown that only breaks and resets the device (a driver's
+ * shutdown is never called), so this runs from the reboot notifier, before
+ * device_shutdown(), while the device still answers.
+ */
+static int pvz_reboot_notify(struct notifier_block *nb, unsigned long action, void *data)
 {
-	struct virtio_device *vdev = dev_to_virtio(dev);
-	struct pvz_dev *p = vdev->priv;
+	struct pvz_dev *p;
 
-	if (p)
+	mutex_lock(&pvz_devices_lock);
+	list_for_each_entry(p, &pvz_devices, node)
 		pvz_detach(p, "shutdown");
+	mutex_unlock(&pvz_devices_lock);
+	return NOTIFY_DONE;
 }
+
+static struct notifier_block pvz_reboot_nb = {
+	.notifier_call = pvz_reboot_notify,
+};
 
 static const unsigned int pvz_features[] = {
 	VIRTIO_PVZ_F_HOST_HEAPS,
@@ -475,7 +503,6 @@ static struct virtio_device_id pvz_id_table[] = {
 static struct virtio_driver pvz_driver = {
 	.driver.name = KBUILD_MODNAME,
 	.driver.owner = THIS_MODULE,
-	.driver.shutdown = pvz_shutdown,
 	.id_table = pvz_id_table,
 	.feature_table = pvz_features,
 	.feature_table_size = ARRAY_SIZE(pvz_features),
@@ -486,6 +513,8 @@ static struct virtio_driver pvz_driver = {
 
 static int __init pvz_init(void)
 {
+	int err;
+
 	if (virtio_id && virtio_id != VIRTIO_ID_PVZ) {
 		/* virtio-pci names a modern device 0x1040 + ID in 16 bits */
 		if (virtio_id > 0xFFFF - 0x1040) {
@@ -495,12 +524,19 @@ static int __init pvz_init(void)
 		pvz_id_table[1].device = virtio_id;
 		pr_info("virtio_pvz: binding virtio device IDs %u and %u\n", VIRTIO_ID_PVZ, virtio_id);
 	}
-	return register_virtio_driver(&pvz_driver);
+	err = register_reboot_notifier(&pvz_reboot_nb);
+	if (err)
+		return err;
+	err = register_virtio_driver(&pvz_driver);
+	if (err)
+		unregister_reboot_notifier(&pvz_reboot_nb);
+	return err;
 }
 
 static void __exit pvz_exit(void)
 {
 	unregister_virtio_driver(&pvz_driver);
+	unregister_reboot_notifier(&pvz_reboot_nb);
 }
 
 module_init(pvz_init);
