@@ -199,6 +199,13 @@ public final class TestFrontEnd {
         return features
     }
 
+    /// Forgets the rings: the next `start` lays out fresh ones at index 0, as a
+    /// guest driver does after a device reset.
+    public func forgetQueues() {
+        for q in queues { close(q.kick.fd); close(q.call.fd) }
+        queues = []
+    }
+
     /// Stops every ring (GET_VRING_BASE) as QEMU does on guest reset.
     public func stopQueues() throws -> [UInt32] {
         var bases: [UInt32] = []
@@ -281,6 +288,17 @@ public final class DriverQueue {
         }
         nextDesc = (head &+ UInt16(buffers.count)) % size
         publish(head: head, kick: doKick)
+        return head
+    }
+
+    /// One device-readable buffer (a doorbell) without building an array (benchmark path).
+    @discardableResult
+    @inline(__always)
+    public func add1(_ gpa: UInt64, _ len: UInt32) -> UInt16 {
+        let head = nextDesc
+        writeDesc(head, Desc(addr: gpa, len: len, flags: 0, next: 0))
+        nextDesc = (head &+ 1) % size
+        publish(head: head)
         return head
     }
 

@@ -31,6 +31,10 @@ public final class Backend: BackendContext {
     /// How many of each request arrived (the real sequence is logged at debug).
     public private(set) var messageCounts: [UInt32: Int] = [:]
     public private(set) var protocolErrors = 0
+    /// Refused messages are the front-end's doing: their log lines are rate-limited.
+    private var refusals = RateLimit()
+    /// Why `handleReadable` last returned false.
+    public private(set) var endReason: DisconnectReason = .frontEndClosed
 
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: MessageHeader.size + maxPayload, alignment: 8)
     private let replyBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: MessageHeader.size + maxPayload, alignment: 8)
@@ -102,25 +106,25 @@ public final class Backend: BackendContext {
         if n < MessageHeader.size {
             guard readFully(buffer.baseAddress! + n, MessageHeader.size - n) else {
                 logger.error("short vhost-user header: \(n) of \(MessageHeader.size) bytes")
-                return false
+                endReason = .protocolError; return false
             }
         }
         let header = MessageHeader.decode(UnsafeRawBufferPointer(buffer))!
         if ctrunc != 0 {
             logger.error("request \(header.request): more than \(PVZ_MAX_FDS) file descriptors attached; closing connection")
-            return false
+            endReason = .protocolError; return false
         }
         if header.flags & MessageHeader.versionMask != MessageHeader.version {
             logger.error("request \(header.request): protocol version \(header.flags & MessageHeader.versionMask), only \(MessageHeader.version) is spoken; closing connection")
-            return false
+            endReason = .protocolError; return false
         }
         if Int(header.size) > Self.maxPayload {
             logger.error("request \(header.request): payload size \(header.size) exceeds the limit \(Self.maxPayload); closing connection")
-            return false
+            endReason = .protocolError; return false
         }
         if header.size > 0 && !readFully(buffer.baseAddress! + MessageHeader.size, Int(header.size)) {
             logger.error("request \(header.request): connection ended inside a \(header.size)-byte payload")
-            return false
+            endReason = .protocolError; return false
         }
         let payload = UnsafeRawBufferPointer(rebasing: buffer[MessageHeader.size ..< MessageHeader.size + Int(header.size)])
         messageCounts[header.request, default: 0] += 1
@@ -129,7 +133,9 @@ public final class Backend: BackendContext {
         guard let request = FrontEndRequest(rawValue: header.request) else {
             protocolErrors += 1
             stats.protocolErrors.add(1, ordering: .relaxed)
-            logger.warning("unknown vhost-user request \(header.request) (size \(header.size), \(received.count) fds): refused")
+            if let held = refusals.admit() {
+                logger.warning("unknown vhost-user request \(header.request) (size \(header.size), \(received.count) fds): refused\(held > 0 ? " (\(held) more refusals not logged)" : "")")
+            }
             if header.needsReply && ackedProtocolFeatures.contains(.replyAck) { sendAck(header, success: false) }
             return true
         }
@@ -143,7 +149,9 @@ public final class Backend: BackendContext {
         case .failed(let why):
             protocolErrors += 1
             stats.protocolErrors.add(1, ordering: .relaxed)
-            logger.warning("\(request.name) refused: \(why)")
+            if let held = refusals.admit() {
+                logger.warning("\(request.name) refused: \(why)\(held > 0 ? " (\(held) more refusals not logged)" : "")")
+            }
             if request.hasReply {
                 sendReply(header, payloadSize: 0)  // an empty reply: the front-end sees the size mismatch
             } else if header.needsReply && ackedProtocolFeatures.contains(.replyAck) {
@@ -486,6 +494,8 @@ public final class Backend: BackendContext {
 
     private func stopRing(_ v: Vring) {
         if v.kickFD >= 0 { epoll.remove(v.kickFD) }
+        // The device returns what it popped while the ring is still there.
+        device.queueStopping(v.index, self)
         if let q = v.queue { v.base = q.lastAvailIdx }
         v.started = false
         v.queue = nil
@@ -542,11 +552,21 @@ public final class Backend: BackendContext {
         let old = deviceStatus
         deviceStatus = UInt8(v)
         stats.deviceStatus.store(deviceStatus, ordering: .relaxed)
-        if v == 0 { resetAll() } else { device.statusChanged(from: old, to: deviceStatus, self) }
+        // Status 0 is what QEMU sends whenever it stops the device (VM paused,
+        // migration, and the first half of a guest reset): the rings stop, the
+        // device keeps its state. A real reset follows as RESET_DEVICE.
+        if v == 0 { resetRings() } else { device.statusChanged(from: old, to: deviceStatus, self) }
         return .ok
     }
 
+    /// RESET_DEVICE / RESET_OWNER: the rings stop and the device forgets
+    /// everything it held for this front-end's guest (a new boot follows).
     private func resetAll() {
+        resetRings()
+        device.reset(self)
+    }
+
+    private func resetRings() {
         for v in vrings {
             if v.started { stopRing(v) }
             v.closeFDs()
@@ -560,7 +580,6 @@ public final class Backend: BackendContext {
         deviceStatus = 0
         stats.deviceStatus.store(0, ordering: .relaxed)
         stats.needsReset.store(false, ordering: .relaxed)
-        device.reset(self)
     }
 
     // MARK: BackendContext
@@ -568,8 +587,8 @@ public final class Backend: BackendContext {
     public func needsReset(queue: Int, reason: String) {
         guard queue < vrings.count else { return }
         let v = vrings[queue]
-        if v.brokenReason == nil {
-            logger.error("queue \(queue) broken, device needs reset: \(reason)")
+        if v.brokenReason == nil, let held = refusals.admit() {
+            logger.error("queue \(queue) broken, device needs reset: \(reason)\(held > 0 ? " (\(held) more refusals not logged)" : "")")
         }
         v.brokenReason = reason
         stats.needsReset.store(true, ordering: .relaxed)
