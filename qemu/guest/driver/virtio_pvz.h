@@ -88,7 +88,6 @@ struct pvz_dev {
 	struct pvz_heap heap;
 	bool heap_mapped;         /* the device may write it: never freed while set */
 	atomic_t heap_user_maps;  /* mmap()s of the heap */
-	bool phys_heaps_created;  /* CREATE_DEV_PHYS_HEAPS answered OK, not destroyed */
 
 	atomic64_t events_received, events_dropped, events_malformed, events_deferred;
 	atomic64_t kicks_posted, kicks_completed;

@@ -301,10 +301,7 @@ static long pvz_call_ioctl(struct pvz_dev *p, unsigned int cmd, void *a)
 	case PVZ_IOC_DESTROY_DEV_CONFIG:
 		return pvz_hypercall(p, h, PVZ_FN_DESTROY_DEV_CONFIG, NULL, 0, NULL, 0, PVZ_CALL_USER);
 	case PVZ_IOC_DESTROY_DEV_PHYS_HEAPS:
-		err = pvz_hypercall(p, h, PVZ_FN_DESTROY_DEV_PHYS_HEAPS, NULL, 0, NULL, 0, PVZ_CALL_USER);
-		if (!err && (h->status == PVZ_OK || h->status == PVZ_NOT_FOUND))
-			p->phys_heaps_created = false;
-		return err;
+		return pvz_hypercall(p, h, PVZ_FN_DESTROY_DEV_PHYS_HEAPS, NULL, 0, NULL, 0, PVZ_CALL_USER);
 	case PVZ_IOC_CREATE_DEV_PHYS_HEAPS: {
 		struct pvz_phys_heaps *a2 = a;
 
@@ -319,7 +316,6 @@ static long pvz_call_ioctl(struct pvz_dev *p, unsigned int cmd, void *a)
 		a2->gpu_paddr = get_unaligned_le64(out + 32);
 		if (h->status != PVZ_OK)
 			return 0;
-		p->phys_heaps_created = true;
 		if (a2->type < PVZ_HEAP_TYPE_UMA || a2->type > PVZ_HEAP_TYPE_DMA || a2->pad ||
 		    ((a2->fw_paddr | a2->fw_size | a2->gpu_paddr | a2->gpu_size) & (PAGE_SIZE - 1)) ||
 		    a2->fw_paddr + a2->fw_size < a2->fw_paddr || a2->gpu_paddr + a2->gpu_size < a2->gpu_paddr) {

@@ -204,12 +204,10 @@ int pvz_device_cleanup(struct pvz_dev *p, const char *why)
 			p->heap_mapped = false;
 	}
 	mutex_unlock(&p->heap_lock);
-	if (!err && host_heaps) {
-		if (pvz_cleanup_call(p, PVZ_FN_DESTROY_DEV_PHYS_HEAPS, why))
-			p->phys_heaps_created = false;
-		else
-			err = -EIO;
-	}
+	/* Config space does not show host heaps: destroy them whether or not
+	 * they exist (NOT_FOUND counts as done). */
+	if (!err && host_heaps && !pvz_cleanup_call(p, PVZ_FN_DESTROY_DEV_PHYS_HEAPS, why))
+		err = -EIO;
 	if (!err && (c.status & PVZ_STATUS_DEV_CONFIG) && !pvz_cleanup_call(p, PVZ_FN_DESTROY_DEV_CONFIG, why))
 		err = -EIO;
 	if (err && err != -EIO)

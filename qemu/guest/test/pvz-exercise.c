@@ -173,22 +173,31 @@ static int read_file(const char *path, char *buf, size_t len)
 	return 0;
 }
 
-/* The virtio device of the PVZ device ("virtio1"), bound or not. */
+/* The virtio device of the PVZ device ("virtio1"), bound or not: ID
+ * VIRTIO_ID_PVZ or the one the module's virtio_id parameter adds. */
 static bool find_virtio_dev(char *name, size_t len)
 {
 	DIR *d = opendir("/sys/bus/virtio/devices");
 	struct dirent *e;
 	bool found = false;
+	unsigned long other_id = 0;
+	char v[32];
+
+	if (!read_file("/sys/module/virtio_pvz/parameters/virtio_id", v, sizeof(v)))
+		other_id = strtoul(v, NULL, 0);
+	if (!other_id)
+		other_id = VIRTIO_ID_PVZ;
 
 	if (!d)
 		return false;
 	while (!found && (e = readdir(d))) {
-		char path[600], v[32];
+		char path[600];
 
 		if (e->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "/sys/bus/virtio/devices/%s/device", e->d_name);
-		if (!read_file(path, v, sizeof(v)) && strtoul(v, NULL, 0) == VIRTIO_ID_PVZ) {
+		if (!read_file(path, v, sizeof(v)) &&
+		    (strtoul(v, NULL, 0) == VIRTIO_ID_PVZ || strtoul(v, NULL, 0) == other_id)) {
 			size_t l = strnlen(e->d_name, len - 1);
 
 			memcpy(name, e->d_name, l);
