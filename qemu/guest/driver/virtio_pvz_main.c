@@ -415,7 +415,12 @@ static int pvz_probe(struct virtio_device *vdev)
 err_vqs:
 	pvz_vqs_teardown(p);
 err_free:
+	down_write(&p->dev_sem);
 	p->vdev = NULL;
+	up_write(&p->dev_sem);
+	/* a call timeout during the probe cleanup may have queued these */
+	cancel_work_sync(&p->cfg_work);
+	cancel_work_sync(&p->reset_work);
 	vdev->priv = NULL;
 	pvz_put(p);
 	return err;
