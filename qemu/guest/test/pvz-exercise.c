@@ -15,6 +15,7 @@
  *   debug     (reloads the module with debug_unsafe=1) stray device mappings
  *             across unbind, a heap freed while the device maps it, a ring
  *             broken on purpose and the driver's recovery
+ *   break     the broken-ring case alone (the module already has debug_unsafe=1)
  *   down      (host assisted over ttyS1) the daemon killed: PCI remove with
  *             files open and the heap mapped, then probe after the restart
  *   unreserved  (a boot whose carve-out is not reserved) the register bank
@@ -1473,6 +1474,8 @@ int main(void)
 			phase_basic();
 		else if (!strcmp(m, "debug"))
 			phase_debug();
+		else if (!strcmp(m, "break"))
+			case_break_ring();   /* the module loaded with debug_unsafe=1 already */
 		else if (!strcmp(m, "down"))
 			phase_down();
 		else if (!strcmp(m, "unreserved"))
