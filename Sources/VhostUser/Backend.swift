@@ -46,8 +46,9 @@ public final class Backend: BackendContext {
     public var offeredFeatures: UInt64 { device.deviceFeatures | VirtioFeature.protocolFeatures }
 
     public var offeredProtocolFeatures: ProtocolFeatures {
-        var p: ProtocolFeatures = [.mq, .replyAck, .backendReq, .resetDevice, .configureMemSlots, .status]
+        var p: ProtocolFeatures = [.mq, .replyAck, .backendReq, .resetDevice, .configureMemSlots, .status, .inflightShmfd]
         if device.configSize > 0 { p.insert(.config) }
+        if device.supportsMigration { p.insert(.deviceState) }
         return p
     }
 
@@ -73,6 +74,7 @@ public final class Backend: BackendContext {
 
     /// Releases everything the connection holds (fds, mappings). The socket is the caller's.
     func teardown() {
+        if let t = transfer { _ = t.finish(); transfer = nil }
         for v in vrings {
             if v.started { stopRing(v) }
             v.closeFDs()
@@ -178,10 +180,13 @@ public final class Backend: BackendContext {
 
     // MARK: - Replies
 
-    private func sendReply(_ request: MessageHeader, payloadSize: Int) {
+    private func sendReply(_ request: MessageHeader, payloadSize: Int, fd: Int32 = -1) {
         let h = MessageHeader(request: request.request, flags: MessageHeader.version | MessageHeader.replyFlag, size: UInt32(payloadSize))
         h.encode(into: replyBuffer)
-        let r = pvz_send_with_fds(socketFD, replyBuffer.baseAddress, MessageHeader.size + payloadSize, nil, 0)
+        var fds = fd
+        let r = withUnsafePointer(to: &fds) {
+            pvz_send_with_fds(socketFD, replyBuffer.baseAddress, MessageHeader.size + payloadSize, fd >= 0 ? $0 : nil, fd >= 0 ? 1 : 0)
+        }
         if r != MessageHeader.size + payloadSize {
             logger.warning("reply to request \(request.request) not sent whole: \(r) bytes, \(SystemError("sendmsg"))")
         }
@@ -207,7 +212,7 @@ public final class Backend: BackendContext {
         let expected: ClosedRange<Int>
         switch r {
         case .setMemTable: expected = p.count >= 4 ? Int(min(p.le32(0), 8))...Int(min(p.le32(0), 8)) : 0...0
-        case .addMemReg, .setBackendReqFD, .setLogFD, .setInflightFD: expected = 1...1
+        case .addMemReg, .setBackendReqFD, .setLogFD, .setInflightFD, .setDeviceStateFD: expected = 1...1
         case .remMemReg: expected = 0...1
         case .setVringKick, .setVringCall, .setVringErr:
             expected = p.count == 8 && VringFDPayload(p.le64(0)).noFD ? 0...0 : 1...1
@@ -242,6 +247,10 @@ public final class Backend: BackendContext {
         case .remMemReg: return remMemReg(p)
         case .setStatus: return setStatus(p)
         case .getStatus: return getStatus(h, p)
+        case .getInflightFD: return getInflightFD(h, p)
+        case .setDeviceStateFD: return setDeviceStateFD(h, p, &fds)
+        case .checkDeviceState: return checkDeviceState(h, p)
+        case .setInflightFD: return setInflightFD(p, &fds)
         default:
             return .failed("not supported by this back-end (its feature was not offered)")
         }
@@ -460,6 +469,11 @@ public final class Backend: BackendContext {
         }
         v.started = true
         v.brokenReason = nil
+        v.inflight = inflight?.queue(v.index)
+        let resubmitted = v.resumeFromInflight()
+        if resubmitted > 0 {
+            logger.info("queue \(v.index): resubmitting \(resubmitted) chains left in flight by the previous back-end")
+        }
         if v.kickFD >= 0 {
             do { try epoll.add(v.kickFD, tag: kickTagBase + UInt64(v.index)) } catch {
                 v.started = false
@@ -499,6 +513,8 @@ public final class Backend: BackendContext {
         if let q = v.queue { v.base = q.lastAvailIdx }
         v.started = false
         v.queue = nil
+        v.inflight = nil
+        v.forgetResubmits()
         device.queueStopped(v.index, self)
     }
 
@@ -507,6 +523,103 @@ public final class Backend: BackendContext {
         let v = vrings[index]
         if v.kickFD >= 0 { EventFD.drain(v.kickFD) }
         if v.isLive { device.queueKicked(index, self) }
+    }
+
+    // MARK: In-flight tracking (INFLIGHT_SHMFD)
+
+    /// The in-flight buffer shared with the front-end; it outlives this
+    /// back-end (the front-end keeps it) so the next one can resubmit.
+    private var inflight: InflightRegion?
+
+    private func getInflightFD(_ h: MessageHeader, _ p: UnsafeRawBufferPointer) -> Outcome {
+        guard let m = InflightPayload.decode(p) else { return .failed("payload of \(p.count) bytes, expected \(InflightPayload.size)") }
+        do {
+            let r = try InflightRegion(numQueues: m.numQueues, queueSize: m.queueSize,
+                                       maxQueues: vrings.count, maxQueueSize: device.maxQueueSize)
+            inflight = r
+            r.payload.encode(into: replyPayload)
+            sendReply(h, payloadSize: InflightPayload.size, fd: r.fd)
+            return .replied
+        } catch {
+            return .failed(error.description)
+        }
+    }
+
+    private func setInflightFD(_ p: UnsafeRawBufferPointer, _ fds: inout [Int32]) -> Outcome {
+        guard let m = InflightPayload.decode(p) else { return .failed("payload of \(p.count) bytes, expected \(InflightPayload.size)") }
+        let fd = fds[0]
+        fds[0] = -1
+        do {
+            inflight = try InflightRegion(fd: fd, m, maxQueues: vrings.count, maxQueueSize: device.maxQueueSize)
+        } catch {
+            return .failed(error.description)
+        }
+        return .ok
+    }
+
+    // MARK: Device state (live migration)
+
+    private var transfer: DeviceStateTransfer?
+    /// Largest state a destination reads (a hostile source cannot make it grow without bound).
+    public static let maxDeviceState = 1 << 20
+
+    private func setDeviceStateFD(_ h: MessageHeader, _ p: UnsafeRawBufferPointer, _ fds: inout [Int32]) -> Outcome {
+        func reply(_ code: UInt64) -> Outcome {
+            sendU64(h, code | DeviceStateTransferPayload.replyNoFD)
+            return .replied
+        }
+        guard ackedProtocolFeatures.contains(.deviceState) else { return .failed("DEVICE_STATE was not negotiated") }
+        guard let m = DeviceStateTransferPayload.decode(p) else {
+            logger.error("SET_DEVICE_STATE_FD: payload of \(p.count) bytes, expected \(DeviceStateTransferPayload.size)")
+            return reply(1)
+        }
+        guard m.phase == DeviceStateTransferPayload.phaseStopped, let dir = DeviceStateTransferPayload.Direction(rawValue: m.direction) else {
+            logger.error("SET_DEVICE_STATE_FD: direction \(m.direction) phase \(m.phase) not supported (save 0 / load 1, phase 0 stopped)")
+            return reply(1)
+        }
+        if let running = vrings.first(where: { $0.started }) {
+            logger.error("SET_DEVICE_STATE_FD: queue \(running.index) still runs; the device must be stopped first")
+            return reply(1)
+        }
+        if let old = transfer { _ = old.finish() }
+        var bytes: [UInt8] = []
+        if dir == .save {
+            switch device.saveState(self) {
+            case .success(let b): bytes = b
+            case .failure(let e):
+                logger.error("saving the device state: \(e)")
+                return reply(1)
+            }
+        }
+        let fd = fds[0]
+        fds[0] = -1
+        transfer = DeviceStateTransfer(direction: dir, fd: fd, bytes: bytes, limit: Self.maxDeviceState)
+        logger.info("device state \(dir == .save ? "save (\(bytes.count) bytes)" : "load") started")
+        return reply(0)
+    }
+
+    private func checkDeviceState(_ h: MessageHeader, _ p: UnsafeRawBufferPointer) -> Outcome {
+        guard ackedProtocolFeatures.contains(.deviceState) else { return .failed("DEVICE_STATE was not negotiated") }
+        guard let t = transfer else {
+            logger.error("CHECK_DEVICE_STATE without a transfer")
+            sendU64(h, 1)
+            return .replied
+        }
+        transfer = nil
+        let (bytes, error) = t.finish()
+        if let error {
+            logger.error("device state \(t.direction == .save ? "save" : "load") failed: \(error)")
+            sendU64(h, 1)
+            return .replied
+        }
+        if t.direction == .load, let refusal = device.loadState(bytes, self) {
+            logger.error("device state refused: \(refusal)")
+            sendU64(h, 1)
+            return .replied
+        }
+        logger.info("device state \(t.direction == .save ? "saved" : "loaded (\(bytes.count) bytes)")")
+        sendU64(h, 0)
+        return .replied
     }
 
     // MARK: Config, status, back-end channel
