@@ -57,9 +57,15 @@ extension PVZHostServer {
             for (i, v) in p.priorities.enumerated() where i < s.priorities.count { s.priorities[i] = v }
             s.isolationThreshold = p.isolationThreshold
             s.hcsDeadline = p.hcsDeadline
+            var restored = Set<UInt32>()
             for e in p.guests {
                 guard e.osid < UInt32(s.guests.count), var g = s.guests[Int(e.osid)] else {
                     notes.append("OSID \(e.osid): no such guest in the configuration; entry dropped")
+                    continue
+                }
+                // A second entry would count the same host heaps against the pool twice.
+                guard restored.insert(e.osid).inserted else {
+                    notes.append("OSID \(e.osid): listed again; only the first entry is used")
                     continue
                 }
                 let spec = g.spec
