@@ -37,6 +37,12 @@ public enum FirmwareFault: UInt32, Sendable, Equatable {
     case writeOffsetUnaligned = 7
     /// The kickq buffer was not 8 bytes or had flags set (detail: its length).
     case badKick = 8
+    /// The OSID already had `GuestGPU.maxQueuedKicks` kicks queued: this one
+    /// was returned at once, not run (detail: the kick's write_offset).
+    case kickQueueFull = 9
+    /// The kick was returned without running: its ring stopped (pause,
+    /// reset, disconnect) before the firmware reached it (detail: write_offset).
+    case kickCancelled = 10
     // one command
     case unknownOp = 16
     case reservedFlags = 17

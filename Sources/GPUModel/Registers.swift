@@ -200,6 +200,13 @@ public final class RegisterBank: RegisterFile, Sendable {
     public var pendingEvents: Int { state.withLock { $0.backlog.count } }
     public var droppedEvents: UInt64 { state.withLock { $0.backlog.dropped } }
 
+    /// Raises a firmware fault that no kick run reported (a refused or
+    /// cancelled kick) and counts it.
+    public func raiseFault(_ f: FirmwareFault, detail: UInt32) {
+        state.withLock { $0.faults &+= 1 }
+        raise(GPUEvent(type: .firmware, code: GPUEvent.codeFirmwareFault, value: UInt64(f.rawValue) << 32 | UInt64(detail)))
+    }
+
     /// Records a served kick: mirrors read offset / completed seq, counts.
     public func recordKick(_ r: FirmwareRunResult) {
         state.withLock { s in

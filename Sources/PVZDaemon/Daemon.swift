@@ -126,7 +126,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
 
     public func vmOffline(_ osid: OSID) throws(PVZError) -> OfflineResult {
         let rt = runtime(osid)
-        let r = try server.onVmOffline(osid: osid) { _ in rt?.device.gpu.stopFirmware(timeoutSeconds: 2) ?? true }
+        let r = try server.onVmOffline(osid: osid) { _ in rt?.device.gpu.stopFirmware() ?? true }
         persist()
         if let rt {
             rt.device.gpu.vmOffline()

@@ -30,18 +30,17 @@ public struct PersistedState: Codable, Equatable, Sendable {
 
 extension PVZHostServer {
     public func persistedState() -> PersistedState {
-        state.withLock { s in
-            PersistedState(
-                version: PersistedState.currentVersion,
-                guests: s.guests.compactMap { g in
-                    g.map {
-                        PersistedGuest(osid: $0.spec.osid.rawValue, carveoutIPA: $0.spec.carveout.start.rawValue,
-                                       carveoutSize: $0.spec.carveout.size, online: $0.online, priority: $0.priority,
-                                       devConfigCreated: $0.devConfigCreated, hostHeapsCreated: $0.hostHeapsCreated,
-                                       guestFwHeapIPA: $0.guestFwHeap?.ipa.start.rawValue)
-                    }
-                },
-                priorities: s.priorities, isolationThreshold: s.isolationThreshold, hcsDeadline: s.hcsDeadline)
+        let guests = ledgers.compactMap { l in
+            l?.slot.withLock { g in
+                PersistedGuest(osid: g.spec.osid.rawValue, carveoutIPA: g.spec.carveout.start.rawValue,
+                               carveoutSize: g.spec.carveout.size, online: g.online, priority: g.priority,
+                               devConfigCreated: g.devConfigCreated, hostHeapsCreated: g.hostHeapsCreated,
+                               guestFwHeapIPA: g.guestFwHeap?.ipa.start.rawValue)
+            }
+        }
+        return shared.withLock { s in
+            PersistedState(version: PersistedState.currentVersion, guests: guests,
+                           priorities: s.priorities, isolationThreshold: s.isolationThreshold, hcsDeadline: s.hcsDeadline)
         }
     }
 
@@ -53,37 +52,38 @@ extension PVZHostServer {
         guard p.version == PersistedState.currentVersion else {
             return ["state version \(p.version) is not \(PersistedState.currentVersion): ignored"]
         }
-        state.withLock { s in
+        shared.withLock { s in
             for (i, v) in p.priorities.enumerated() where i < s.priorities.count { s.priorities[i] = v }
             s.isolationThreshold = p.isolationThreshold
             s.hcsDeadline = p.hcsDeadline
-            var restored = Set<UInt32>()
-            for e in p.guests {
-                guard e.osid < UInt32(s.guests.count), var g = s.guests[Int(e.osid)] else {
-                    notes.append("OSID \(e.osid): no such guest in the configuration; entry dropped")
-                    continue
-                }
-                // A second entry would count the same host heaps against the pool twice.
-                guard restored.insert(e.osid).inserted else {
-                    notes.append("OSID \(e.osid): listed again; only the first entry is used")
-                    continue
-                }
-                let spec = g.spec
-                guard spec.carveout.start.rawValue == e.carveoutIPA, spec.carveout.size == e.carveoutSize else {
-                    notes.append("OSID \(e.osid): carve-out changed since the state was saved; entry dropped")
-                    continue
-                }
-                let osid = spec.osid
+        }
+        var restored = Set<UInt32>()
+        for e in p.guests {
+            guard e.osid < maxOSIDs, let l = ledgers[Int(e.osid)] else {
+                notes.append("OSID \(e.osid): no such guest in the configuration; entry dropped")
+                continue
+            }
+            // A second entry would overwrite the first one's facts (online, heaps) half-way.
+            guard restored.insert(e.osid).inserted else {
+                notes.append("OSID \(e.osid): listed again; only the first entry is used")
+                continue
+            }
+            let spec = l.spec
+            guard spec.carveout.start.rawValue == e.carveoutIPA, spec.carveout.size == e.carveoutSize else {
+                notes.append("OSID \(e.osid): carve-out changed since the state was saved; entry dropped")
+                continue
+            }
+            let osid = spec.osid
+            let policy = spec.policy
+            l.withSlot { g in
                 g.online = e.online
                 g.priority = e.priority
                 g.devConfigCreated = e.devConfigCreated && e.online
-                let policy = spec.policy
-                if e.hostHeapsCreated && e.online && policy.hostHeapsAllowed
-                    && s.hostPoolUsed + policy.hostHeapBytes <= s.hostPoolLimit {
+                if e.hostHeapsCreated && e.online && policy.hostHeapsAllowed && !g.hostHeapsCreated
+                    && shared.withLock({ $0.reserve(policy.hostHeapBytes) }) {
                     (g.hostFwHeap, g.hostGpuHeap) = Self.hostHeapLayout(spec)
                     g.hostHeapsCreated = true
-                    s.hostPoolUsed += policy.hostHeapBytes
-                } else if e.hostHeapsCreated {
+                } else if e.hostHeapsCreated && !g.hostHeapsCreated {
                     notes.append("OSID \(e.osid): host heaps no longer allowed or no room; dropped")
                 }
                 if let ipa = e.guestFwHeapIPA, e.online {
@@ -94,7 +94,6 @@ extension PVZHostServer {
                         notes.append("OSID \(e.osid): saved firmware heap at 0x\(String(ipa, radix: 16)) no longer fits the policy; dropped")
                     }
                 }
-                s.guests[Int(e.osid)] = g
             }
         }
         return notes

@@ -1,5 +1,12 @@
-// The server's mutable state, all behind one Mutex. Fixed-size storage made
-// at init (one slot per OSID, fixed counter arrays) so the hypercall path
+import Synchronization
+
+// The server's mutable state, split so that a call of one guest takes no lock
+// another guest's call takes: each OSID has its own ledger (and counters)
+// behind its own Mutex, with its online flag readable without a lock; what
+// guests share (the host heap pool, priorities, VMMConfigure parameters) sits
+// apart and is touched only by create/destroy/release and the VM manager.
+// Lock order: an OSID's ledger before the shared state, never the reverse.
+// Storage is fixed at init (counter arrays included), so the hypercall path
 // only mutates in place and never allocates.
 
 struct GuestSlot {
@@ -36,15 +43,45 @@ struct GuestSlot {
     }
 }
 
-struct ServerState {
-    /// Index = OSID raw value; nil for OSIDs without a configured guest (and 0, the host).
-    var guests: [GuestSlot?]
+/// One configured OSID: its ledger and counters, and its online flag
+/// mirrored for the lock-free check every call makes first.
+final class GuestLedger: Sendable {
+    let spec: GuestSpec
+    let slot: Mutex<GuestSlot>
+    /// Written only under `slot`'s lock, together with `slot.online`.
+    let online = Atomic<Bool>(false)
+
+    init(spec: GuestSpec) {
+        self.spec = spec
+        slot = Mutex(GuestSlot(spec: spec))
+    }
+
+    /// Runs `body` on the ledger; keeps the lock-free online flag in step.
+    func withSlot<R>(_ body: (inout GuestSlot) throws -> R) rethrows -> R {
+        try slot.withLock { s in
+            defer { online.store(s.online, ordering: .releasing) }
+            return try body(&s)
+        }
+    }
+}
+
+/// What all guests share.
+struct SharedState {
     /// OnVmOnline / VMM_CONF_PRIO_OSIDn priority of every OSID, the host's included.
     var priorities: [UInt32]
     var isolationThreshold: UInt32 = 0
     var hcsDeadline: UInt32 = 0
     var hostPoolUsed: UInt64 = 0
     let hostPoolLimit: UInt64
-    /// Calls for OSIDs without a guest slot (counted, then refused).
-    var invalidOSIDCalls: UInt64 = 0
+
+    /// Takes `bytes` from the host pool; false when it does not fit.
+    mutating func reserve(_ bytes: UInt64) -> Bool {
+        guard hostPoolUsed <= hostPoolLimit, bytes <= hostPoolLimit - hostPoolUsed else { return false }
+        hostPoolUsed += bytes
+        return true
+    }
+
+    mutating func giveBack(_ bytes: UInt64) {
+        hostPoolUsed = bytes <= hostPoolUsed ? hostPoolUsed - bytes : 0
+    }
 }

@@ -199,6 +199,13 @@ public final class TestFrontEnd {
         return features
     }
 
+    /// Forgets the rings: the next `start` lays out fresh ones at index 0, as a
+    /// guest driver does after a device reset.
+    public func forgetQueues() {
+        for q in queues { close(q.kick.fd); close(q.call.fd) }
+        queues = []
+    }
+
     /// Stops every ring (GET_VRING_BASE) as QEMU does on guest reset.
     public func stopQueues() throws -> [UInt32] {
         var bases: [UInt32] = []

@@ -41,6 +41,10 @@ public final class Backend: BackendContext {
     /// How many of each request arrived (the real sequence is logged at debug).
     public private(set) var messageCounts: [UInt32: Int] = [:]
     public private(set) var protocolErrors = 0
+    /// Refused messages are the front-end's doing: their log lines are rate-limited.
+    private var refusals = RateLimit()
+    /// Why `handleReadable` last returned false.
+    public private(set) var endReason: DisconnectReason = .frontEndClosed
 
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: MessageHeader.size + maxPayload, alignment: 8)
     private let replyBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: MessageHeader.size + maxPayload, alignment: 8)
@@ -124,25 +128,25 @@ public final class Backend: BackendContext {
         if n < MessageHeader.size {
             guard readFully(buffer.baseAddress! + n, MessageHeader.size - n, deadline) else {
                 logger.error("short vhost-user header: \(n) of \(MessageHeader.size) bytes, the rest did not come within \(Self.messageDeadlineMs) ms")
-                return false
+                endReason = .protocolError; return false
             }
         }
         let header = MessageHeader.decode(UnsafeRawBufferPointer(buffer))!
         if ctrunc != 0 {
             logger.error("request \(header.request): more than \(PVZ_MAX_FDS) file descriptors attached; closing connection")
-            return false
+            endReason = .protocolError; return false
         }
         if header.flags & MessageHeader.versionMask != MessageHeader.version {
             logger.error("request \(header.request): protocol version \(header.flags & MessageHeader.versionMask), only \(MessageHeader.version) is spoken; closing connection")
-            return false
+            endReason = .protocolError; return false
         }
         if Int(header.size) > Self.maxPayload {
             logger.error("request \(header.request): payload size \(header.size) exceeds the limit \(Self.maxPayload); closing connection")
-            return false
+            endReason = .protocolError; return false
         }
         if header.size > 0 && !readFully(buffer.baseAddress! + MessageHeader.size, Int(header.size), deadline) {
             logger.error("request \(header.request): connection ended or stalled more than \(Self.messageDeadlineMs) ms inside a \(header.size)-byte payload")
-            return false
+            endReason = .protocolError; return false
         }
         let payload = UnsafeRawBufferPointer(rebasing: buffer[MessageHeader.size ..< MessageHeader.size + Int(header.size)])
         stats.messages.add(1, ordering: .relaxed)
@@ -151,7 +155,9 @@ public final class Backend: BackendContext {
             // Unknown codes are not counted by value: a front-end could grow the table at will.
             protocolErrors += 1
             stats.protocolErrors.add(1, ordering: .relaxed)
-            logger.warning("unknown vhost-user request \(header.request) (size \(header.size), \(received.count) fds): refused")
+            if let held = refusals.admit() {
+                logger.warning("unknown vhost-user request \(header.request) (size \(header.size), \(received.count) fds): refused\(held > 0 ? " (\(held) more refusals not logged)" : "")")
+            }
             if header.needsReply && ackedProtocolFeatures.contains(.replyAck) { sendAck(header, success: false) }
             return true
         }
@@ -166,7 +172,9 @@ public final class Backend: BackendContext {
         case .failed(let why):
             protocolErrors += 1
             stats.protocolErrors.add(1, ordering: .relaxed)
-            logger.warning("\(request.name) refused: \(why)")
+            if let held = refusals.admit() {
+                logger.warning("\(request.name) refused: \(why)\(held > 0 ? " (\(held) more refusals not logged)" : "")")
+            }
             if request.hasReply {
                 sendReply(header, payloadSize: 0)  // an empty reply: the front-end sees the size mismatch
             } else if header.needsReply && ackedProtocolFeatures.contains(.replyAck) {
@@ -202,6 +210,7 @@ public final class Backend: BackendContext {
             if r > 0 { sent += r; continue }
             guard r < 0, errno == EAGAIN || errno == EWOULDBLOCK, deadline.wait(socketFD, events: Int16(POLLOUT)) else {
                 streamBroken = true
+                endReason = .protocolError
                 return false
             }
         }
@@ -530,6 +539,8 @@ public final class Backend: BackendContext {
 
     private func stopRing(_ v: Vring) {
         if v.kickFD >= 0 { epoll.remove(v.kickFD) }
+        // The device returns what it popped while the ring is still there.
+        device.queueStopping(v.index, self)
         if let q = v.queue { v.base = q.lastAvailIdx }
         v.started = false
         v.queue = nil
@@ -589,11 +600,21 @@ public final class Backend: BackendContext {
         let old = deviceStatus
         deviceStatus = UInt8(v)
         stats.deviceStatus.store(deviceStatus, ordering: .relaxed)
-        if v == 0 { resetAll() } else { device.statusChanged(from: old, to: deviceStatus, self) }
+        // Status 0 is what QEMU sends whenever it stops the device (VM paused,
+        // migration, and the first half of a guest reset): the rings stop, the
+        // device keeps its state. A real reset follows as RESET_DEVICE.
+        if v == 0 { resetRings() } else { device.statusChanged(from: old, to: deviceStatus, self) }
         return .ok
     }
 
+    /// RESET_DEVICE / RESET_OWNER: the rings stop and the device forgets
+    /// everything it held for this front-end's guest (a new boot follows).
     private func resetAll() {
+        resetRings()
+        device.reset(self)
+    }
+
+    private func resetRings() {
         for v in vrings {
             if v.started { stopRing(v) }
             v.closeFDs()
@@ -607,7 +628,6 @@ public final class Backend: BackendContext {
         deviceStatus = 0
         stats.deviceStatus.store(0, ordering: .relaxed)
         stats.needsReset.store(false, ordering: .relaxed)
-        device.reset(self)
     }
 
     // MARK: BackendContext
@@ -615,8 +635,8 @@ public final class Backend: BackendContext {
     public func needsReset(queue: Int, reason: String) {
         guard queue < vrings.count else { return }
         let v = vrings[queue]
-        if v.brokenReason == nil {
-            logger.error("queue \(queue) broken, device needs reset: \(reason)")
+        if v.brokenReason == nil, let held = refusals.admit() {
+            logger.error("queue \(queue) broken, device needs reset: \(reason)\(held > 0 ? " (\(held) more refusals not logged)" : "")")
         }
         v.brokenReason = reason
         stats.needsReset.store(true, ordering: .relaxed)
@@ -666,20 +686,16 @@ struct WeakRegion {
 
 /// A point in time a blocking wait must not pass.
 struct Deadline {
-    let end: UInt64
-    init(ms: Int) { end = Self.nowMs() + UInt64(ms) }
-    static func nowMs() -> UInt64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
-    }
+    let end: ContinuousClock.Instant
+    init(ms: Int) { end = .now + .milliseconds(ms) }
     /// Waits for `events` on `fd` until the deadline; false when it passed or poll failed.
     func wait(_ fd: Int32, events: Int16) -> Bool {
         while true {
-            let now = Self.nowMs()
-            if now >= end { return false }
+            let left = ContinuousClock.now.duration(to: end)
+            if left <= .zero { return false }
+            let ms = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
             var p = pollfd(fd: fd, events: events, revents: 0)
-            let r = poll(&p, 1, Int32(end - now))
+            let r = poll(&p, 1, ms)
             if r > 0 { return true }
             if r == 0 { return false }
             if errno != EINTR { return false }

@@ -9,18 +9,20 @@ import Synchronization
                        priority: 1, devConfigCreated: false, hostHeapsCreated: true, guestFwHeapIPA: nil)
     }
 
-    /// Before the fix a repeated entry charged its host heaps to the pool
-    /// twice, so OSID 2's heaps found no room and were dropped.
+    /// Before the fix a repeated entry overwrote the first one half-way:
+    /// OSID 1 came back offline while still holding its host heaps.
     @Test func repeatedEntryIsCountedOnce() throws {
         let policy = GuestPolicy()
         let server = try makeServer(policy, osids: [1, 2], pool: 2 * policy.hostHeapBytes, online: false)
-        let state = PersistedState(version: PersistedState.currentVersion, guests: [entry(1), entry(1), entry(2)],
+        var offline = entry(1)
+        offline.online = false
+        let state = PersistedState(version: PersistedState.currentVersion, guests: [entry(1), offline, entry(2)],
                                    priorities: [], isolationThreshold: 0, hcsDeadline: 0)
         let notes = server.restore(state)
         #expect(notes == ["OSID 1: listed again; only the first entry is used"])
         let saved = server.persistedState().guests
-        #expect(saved.count == 2 && saved.allSatisfy { $0.hostHeapsCreated })
-        #expect(server.state.withLock { $0.hostPoolUsed } == 2 * policy.hostHeapBytes)
+        #expect(saved.count == 2 && saved.allSatisfy { $0.hostHeapsCreated && $0.online })
+        #expect(server.shared.withLock { $0.hostPoolUsed } == 2 * policy.hostHeapBytes)
     }
 
     @Test func hostileNumbersAreDroppedNotTrusted() throws {
