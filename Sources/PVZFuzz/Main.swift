@@ -102,6 +102,9 @@ struct FuzzInput {
     }
 }
 
+/// PVZ_FUZZ_DEBUG=1: targets print what an input reached (for checking seeds).
+let debugFuzz = ProcessInfo.processInfo.environment["PVZ_FUZZ_DEBUG"] != nil
+
 /// A logger that writes nothing (a fuzzer runs millions of inputs).
 import Logging
 func quietLogger() -> Logger {

@@ -43,6 +43,9 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
         device.frontEndConnected(backend)
         var open = true
         defer {
+            if debugFuzz, let g = server.snapshot(osid: spec.osid) {
+                print("vhost-user: status 0x\(String(backend.status, radix: 16)) online \(g.online) calls \(g.callsByFunction) kicks \(gpu.counters.kicks)")
+            }
             device.frontEndDisconnected(backend, reason: .frontEndClosed)
             backend.teardown()
             close(sv[0]); close(sv[1]); close(ramFD)
