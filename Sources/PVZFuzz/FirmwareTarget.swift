@@ -6,16 +6,17 @@ import Glibc
 
 /// The firmware ring: `Firmware.run` over a fuzzed heap (header, commands,
 /// fence targets) and a fuzzed sequence of kicks, with and without a deadline.
-/// The heap is a malloc'd block of the exact size, so the address sanitizer
-/// sees any access outside it.
+/// The heap ends where its malloc'd block ends, so the address sanitizer sees
+/// any access past it.
 let firmwareTarget = FuzzTarget(name: "firmware", summary: "Firmware.run over a fuzzed heap and kick sequence") {
+    let sizes = [0, 0x20, 0x1000, 0x1020, 0x1040, 0x1100, 0x2000, 0x3000, 0x4000, 0x8000]
+    // One block for every input; each heap is its last `heapSize` bytes, so a
+    // write past a heap's end lands in the sanitizer's red zone.
+    let block = UnsafeMutableRawBufferPointer.allocate(byteCount: sizes.max()!, alignment: 8)
     return { data in
         var input = FuzzInput(data)
-        let sizes = [0, 0x20, 0x1000, 0x1020, 0x1040, 0x1100, 0x2000, 0x3000, 0x4000, 0x8000]
         let heapSize = sizes[Int(input.u8()) % sizes.count]
-        let heap = UnsafeMutableRawBufferPointer.allocate(byteCount: max(heapSize, 1), alignment: 8)
-        defer { heap.deallocate() }
-        let view = UnsafeMutableRawBufferPointer(rebasing: heap[0 ..< heapSize])
+        let view = UnsafeMutableRawBufferPointer(rebasing: block[(block.count - heapSize)...])
         view.initializeMemory(as: UInt8.self, repeating: 0)
         // A valid-looking header most of the time: the fuzzer then mutates commands.
         if heapSize >= 0x40, input.bool() {
@@ -23,7 +24,7 @@ let firmwareTarget = FuzzTarget(name: "firmware", summary: "Firmware.run over a 
             let ring = UInt32(1) << (5 + input.u8() % 10)
             view.storeBytes(of: ring.littleEndian, toByteOffset: Ring.sizeOffset, as: UInt32.self)
         }
-        // Then raw bytes at a chosen place (commands, or over the header).
+        // Then raw bytes at a chosen place (commands, or over the header), kicks, resets.
         var fw = Firmware(osid: OSID(1))
         var clock: UInt64 = 0
         var events = 0
