@@ -201,6 +201,34 @@ public struct Firmware: Sendable {
         return nil
     }
 
+    /// What a migration carries of the firmware (its own copies, not the heap's).
+    public struct Snapshot: Equatable, Sendable, Codable {
+        public var readOffset: UInt32
+        public var completedSeq: UInt64
+        public var ringSize: UInt32
+        public var lastTimestamp: UInt64
+    }
+
+    public var snapshot: Snapshot {
+        Snapshot(readOffset: readOffset, completedSeq: completedSeq, ringSize: ringSize, lastTimestamp: lastTimestamp)
+    }
+
+    /// A migrated firmware: a ring size that is not a power of two of at
+    /// least one command, or a read offset outside it, is refused.
+    public mutating func restore(_ m: Snapshot) -> Bool {
+        if m.ringSize != 0 {
+            guard m.ringSize >= UInt32(Ring.commandSize), m.ringSize & (m.ringSize - 1) == 0,
+                  m.readOffset < m.ringSize, m.readOffset % UInt32(Ring.commandSize) == 0 else { return false }
+        } else if m.readOffset != 0 {
+            return false
+        }
+        readOffset = m.readOffset
+        completedSeq = m.completedSeq
+        ringSize = m.ringSize
+        lastTimestamp = m.lastTimestamp
+        return true
+    }
+
     /// Forget the ring (unmap, offline, device reset).
     public mutating func reset() {
         readOffset = 0

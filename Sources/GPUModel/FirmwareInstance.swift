@@ -37,6 +37,8 @@ public final class FirmwareInstance: Sendable {
         var heap: UnsafeMutableRawBufferPointer?
         /// Keeps `heap`'s mapping alive while attached.
         var owner: AnyObject?
+        /// A migrated firmware's progress, applied at the next attach.
+        var pending: Firmware.Snapshot?
     }
     private let state: Mutex<State>
     /// Set by detach/interrupt: a running kick stops at its next command boundary.
@@ -54,7 +56,13 @@ public final class FirmwareInstance: Sendable {
     public func attach(heap: UnsafeMutableRawBufferPointer, owner: AnyObject, keepRing: Bool = false) {
         stopRequests.add(1, ordering: .relaxed)
         state.withLock { s in
-            if !keepRing { s.firmware.reset() }
+            if let p = s.pending {
+                s.firmware.reset()
+                _ = s.firmware.restore(p)
+                s.pending = nil
+            } else if !keepRing {
+                s.firmware.reset()
+            }
             s.heap = heap
             s.owner = owner
         }
@@ -68,6 +76,7 @@ public final class FirmwareInstance: Sendable {
         stopRequests.add(1, ordering: .relaxed)
         let owner = state.withLock { s -> AnyObject? in
             s.heap = nil
+            s.pending = nil
             s.firmware.reset()
             defer { s.owner = nil }
             return s.owner
@@ -87,6 +96,26 @@ public final class FirmwareInstance: Sendable {
     }
 
     public var isAttached: Bool { state.withLock { $0.heap != nil } }
+
+    /// The firmware's own progress, for a migration (the device is stopped).
+    public var snapshot: Firmware.Snapshot { state.withLock { $0.firmware.snapshot } }
+
+    /// Whether a migrated firmware's progress holds together.
+    public func checkRestore(_ m: Firmware.Snapshot) -> Bool {
+        var f = Firmware(osid: bank.osid)
+        return f.restore(m)
+    }
+
+    /// Takes a migrated firmware's progress; false (nothing changed) when it
+    /// does not hold together. Detached, it is kept for the next attach (the
+    /// memory table arrives after the state on the destination).
+    public func restore(_ m: Firmware.Snapshot) -> Bool {
+        guard checkRestore(m) else { return false }
+        state.withLock { s in
+            if s.heap == nil { s.pending = m } else { _ = s.firmware.restore(m) }
+        }
+        return true
+    }
 
     /// Serves one kick buffer's bytes. nil when detached or when the kick
     /// buffer is malformed (not 8 bytes, flags not 0): the latter raises a

@@ -1,4 +1,7 @@
 import GPUModel
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import PVZServer
 import Synchronization
@@ -54,6 +57,9 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     /// send CONFIG_CHANGE_MSG.
     private let configDirty = Atomic<Bool>(false)
     private let connected = Atomic<Bool>(false)
+    /// Test-only fault injection (PVZ_TEST_CRASH): exits the process at a
+    /// chosen point of a call, as a SIGKILL there would.
+    var crashPoint: CrashPoint?
     /// Called on the guest thread after a call changed the ledger (persists it).
     var ledgerChanged: () -> Void = {}
     /// Lifecycle lines a guest causes (resets, releases) are info, but a guest
@@ -202,9 +208,18 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
                 let reqView = chain.readableLength > Self.maxMessage
                     ? UnsafeRawBufferPointer(request) : UnsafeRawBufferPointer(rebasing: request[0..<reqLen])
                 let respLen = min(chain.writableLength, Self.maxMessage)
-                let outcome = server.handleCall(osid: osid, request: reqView,
-                                                response: UnsafeMutableRawBufferPointer(rebasing: response[0..<respLen]),
+                let respView = UnsafeMutableRawBufferPointer(rebasing: response[0..<respLen])
+                crashPoint?.reached(.beforeCall)
+                let outcome: CallOutcome
+                if v.lastChainReplayed, let answer = server.recordedAnswer(osid: osid, request: reqView, response: respView) {
+                    // In flight when the previous daemon died, and it had already
+                    // run: the guest gets that answer; nothing runs twice.
+                    outcome = answer
+                    logger.info("replayed \(answer.function?.name ?? "call") answered as recorded (\(answer.status.name))")
+                } else {
+                    outcome = server.handleCall(osid: osid, request: reqView, response: respView,
                                                 ram: side, registers: gpu.registers, firmware: side)
+                }
                 if outcome.status != .ok {
                     // Debug only: a hostile guest must not be able to flood the log.
                     logger.debug("call \(outcome.function?.name ?? "function \(outcome.rawFunction)") (request \(chain.readableLength) bytes, response room \(chain.writableLength)) -> \(outcome.status.name)")
@@ -216,7 +231,10 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
                     // Before the guest sees the answer: the firmware is started and
                     // the ledger is on disk when the call returns.
                     gpu.apply(outcome.effect, memory: ctx.memory)
-                    if outcome.effect.changesLedger { ledgerChanged() }
+                    if outcome.effect.changesLedger {
+                        ledgerChanged()
+                        crashPoint?.reached(.afterLedgerWrite)
+                    }
                     changed = true
                 }
                 let written = chain.scatter(UnsafeRawBufferPointer(rebasing: response[0..<outcome.bytesWritten]))
@@ -253,12 +271,24 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     }
 }
 
-extension CallEffect {
-    /// Effects that change what must survive a restart (register writes do not).
-    var changesLedger: Bool {
-        switch self {
-        case .none, .registerWritten: return false
-        default: return true
-        }
+/// `PVZ_TEST_CRASH=before-call:N` or `after-ledger-write:N`: the daemon
+/// exits (status 99, no clean-up) the Nth time it reaches that point of a
+/// hypercall. For the exactly-once tests only; unset in every deployment.
+final class CrashPoint: @unchecked Sendable {
+    enum Point: String { case beforeCall = "before-call", afterLedgerWrite = "after-ledger-write" }
+    let point: Point
+    private var remaining: Int
+
+    init?(environment value: String?) {
+        guard let v = value, let colon = v.firstIndex(of: ":"),
+              let p = Point(rawValue: String(v[..<colon])), let n = Int(v[v.index(after: colon)...]), n > 0 else { return nil }
+        point = p
+        remaining = n
+    }
+
+    func reached(_ p: Point) {
+        guard p == point else { return }
+        remaining -= 1
+        if remaining == 0 { _exit(99) }
     }
 }

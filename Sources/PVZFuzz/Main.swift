@@ -13,6 +13,7 @@ struct FuzzTarget: Sendable {
 enum Targets {
     static let all: [FuzzTarget] = [
         chainTarget, firmwareTarget, hypercallTarget, vhostUserTarget, controlTarget, stateTarget, configTarget,
+        deviceStateTarget,
     ]
     nonisolated(unsafe) static var current: ((UnsafeRawBufferPointer) -> Void)?
     nonisolated(unsafe) static var chosen: FuzzTarget?

@@ -73,3 +73,13 @@ public struct CallOutcome: Equatable, Sendable {
         self.status = status; self.effect = effect
     }
 }
+
+extension CallEffect {
+    /// Effects that change what must survive a restart (register writes do not).
+    public var changesLedger: Bool {
+        switch self {
+        case .none, .registerWritten: return false
+        default: return true
+        }
+    }
+}

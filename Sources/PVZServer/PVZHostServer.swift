@@ -99,6 +99,32 @@ public final class PVZHostServer: Sendable {
                            function: function, status: status, effect: status == .ok ? effect : .none)
     }
 
+    /// A request replayed after a daemon restart (it was in flight when the
+    /// old daemon died): if it is a ledger-changing call that already ran,
+    /// writes its original answer and returns the outcome; nil means it never
+    /// ran and must run now. Matches on the whole request (its request id included).
+    public func recordedAnswer(osid: OSID, request: UnsafeRawBufferPointer,
+                               response: UnsafeMutableRawBufferPointer) -> CallOutcome? {
+        guard let l = ledger(osid), request.count >= HypercallRequestHeader.size,
+              response.count >= HypercallResponseHeader.size,
+              let header = HypercallRequestHeader.decode(from: request) else { return nil }
+        let found = l.slot.withLock { g -> CallRecord? in
+            g.recentCalls.last { $0.request.elementsEqual(request) }
+        }
+        guard let found else { return nil }
+        let room = response.count - HypercallResponseHeader.size
+        let out = found.output.count <= room ? found.output.count : 0
+        HypercallResponseHeader(status: found.status.rawValue, function: header.function, requestID: header.requestID)
+            .encode(into: response)
+        if out > 0 {
+            found.output.withUnsafeBytes {
+                UnsafeMutableRawBufferPointer(rebasing: response[HypercallResponseHeader.size...]).copyMemory(from: $0)
+            }
+        }
+        return CallOutcome(bytesWritten: HypercallResponseHeader.size + out, rawFunction: header.function,
+                           function: PVZFunction(rawValue: header.function), status: found.status, effect: .none)
+    }
+
     private func record(osid: OSID, rawFunction: UInt32, status: PVZStatus) {
         if let l = ledger(osid) {
             l.slot.withLock { $0.count(function: rawFunction, status: status) }
@@ -130,16 +156,18 @@ public final class PVZHostServer: Sendable {
 
         switch function {
         case .createDevConfig:
+            let out = UnsafeMutableRawBufferPointer(rebasing: output[..<function.outputSize])
             let st = ledger.withSlot { g -> PVZStatus in
                 guard g.online else { return .vmOffline }
                 if g.devConfigCreated { return .alreadyExists }
                 g.devConfigCreated = true
+                CreateDevConfigOutput(irq: policy.irq, regsSize: UInt32(PVZLayout.registerBankSize),
+                                      regsPBase: spec.carveout.start.rawValue).encode(into: out)
+                g.remember(request: request, status: .ok, output: UnsafeRawBufferPointer(out))
                 return .ok
             }
             guard st == .ok else { return (st, .none) }
             let regs = spec.carveout.slice(offset: 0, size: PVZLayout.registerBankSize)!
-            CreateDevConfigOutput(irq: policy.irq, regsSize: UInt32(PVZLayout.registerBankSize),
-                                  regsPBase: spec.carveout.start.rawValue).encode(into: output)
             return (.ok, .devConfigCreated(irq: policy.irq, registers: regs))
 
         case .destroyDevConfig:
@@ -147,12 +175,13 @@ public final class PVZHostServer: Sendable {
                 guard g.online else { return .vmOffline }
                 guard g.devConfigCreated else { return .notFound }
                 g.devConfigCreated = false
+                g.remember(request: request, status: .ok, output: UnsafeRawBufferPointer(start: nil, count: 0))
                 return .ok
             }
             return st == .ok ? (.ok, .devConfigDestroyed) : (st, .none)
 
         case .createDevPhysHeaps:
-            return createHostHeaps(ledger, output: output)
+            return createHostHeaps(ledger, output: output, request: request)
 
         case .destroyDevPhysHeaps:
             guard policy.hostHeapsAllowed else { return (.notImplemented, .none) }
@@ -161,8 +190,11 @@ public final class PVZHostServer: Sendable {
             guard online else { return (.vmOffline, .none) }
             guard created else { return (.notFound, .none) }
             if let fw { firmware.release(fw) }
-            let (stillOnline, freed) = ledger.withSlot { g in
-                g.online ? (true, freeHostHeaps(&g)) : (false, nil)
+            let (stillOnline, freed) = ledger.withSlot { g -> (Bool, (fw: HeapRecord?, gpu: HeapRecord?)?) in
+                guard g.online else { return (false, nil) }
+                let f = freeHostHeaps(&g)
+                if f != nil { g.remember(request: request, status: .ok, output: UnsafeRawBufferPointer(start: nil, count: 0)) }
+                return (true, f)
             }
             guard stillOnline else { return (.vmOffline, .none) }
             guard let freed else { return (.notFound, .none) }
@@ -170,7 +202,7 @@ public final class PVZHostServer: Sendable {
 
         case .mapDevPhysHeap:
             let inp = MapDevPhysHeapInput.decode(from: input)!
-            return mapGuestFwHeap(ledger, input: inp, ram: ram)
+            return mapGuestFwHeap(ledger, input: inp, ram: ram, request: request)
 
         case .unmapDevPhysHeap:
             guard policy.fwHeapOrigin == .guest else { return (.invalidPVZConfig, .none) }
@@ -182,6 +214,7 @@ public final class PVZHostServer: Sendable {
             let (stillOnline, heap) = ledger.withSlot { g -> (Bool, HeapRecord?) in
                 guard g.online else { return (false, nil) }
                 defer { g.guestFwHeap = nil }
+                if g.guestFwHeap != nil { g.remember(request: request, status: .ok, output: UnsafeRawBufferPointer(start: nil, count: 0)) }
                 return (true, g.guestFwHeap)
             }
             guard stillOnline else { return (.vmOffline, .none) }
@@ -227,27 +260,31 @@ public final class PVZHostServer: Sendable {
 
     // MARK: heaps
 
-    private func createHostHeaps(_ ledger: GuestLedger, output: UnsafeMutableRawBufferPointer) -> (PVZStatus, CallEffect) {
+    private func createHostHeaps(_ ledger: GuestLedger, output: UnsafeMutableRawBufferPointer,
+                                 request: UnsafeRawBufferPointer) -> (PVZStatus, CallEffect) {
         let spec = ledger.spec, p = spec.policy
         guard p.hostHeapsAllowed else { return (.notImplemented, .none) }
         guard p.fwHeapOrigin == .host || p.gpuHeapOrigin == .host else { return (.invalidPVZConfig, .none) }
-        let result = ledger.withSlot { g -> (PVZStatus, HeapRecord?, HeapRecord?, HeapView) in
-            guard g.online else { return (.vmOffline, nil, nil, Self.heapView(g)) }
-            guard !g.hostHeapsCreated else { return (.alreadyExists, nil, nil, Self.heapView(g)) }
+        let out = UnsafeMutableRawBufferPointer(rebasing: output[..<CreateDevPhysHeapsOutput.size])
+        let result = ledger.withSlot { g -> (PVZStatus, HeapRecord?, HeapRecord?) in
+            guard g.online else { return (.vmOffline, nil, nil) }
+            guard !g.hostHeapsCreated else { return (.alreadyExists, nil, nil) }
             let need = p.hostHeapBytes
             guard PVZLayout.registerBankSize + need <= spec.carveout.size,
                   shared.withLock({ $0.reserve(need) }) else {
-                return (.outOfMemory, nil, nil, Self.heapView(g))
+                return (.outOfMemory, nil, nil)
             }
             (g.hostFwHeap, g.hostGpuHeap) = Self.hostHeapLayout(spec)
             g.hostHeapsCreated = true
-            return (.ok, g.hostFwHeap, g.hostGpuHeap, Self.heapView(g))
+            let view = Self.heapView(g)
+            let fw = Self.addrSize(of: .fwLocal, p, view) ?? (0, 0)
+            let gpu = Self.addrSize(of: .gpuLocal, p, view) ?? (0, 0)
+            CreateDevPhysHeapsOutput(type: p.heapType.rawValue, fwSize: fw.0, fwPAddr: fw.1,
+                                     gpuSize: gpu.0, gpuPAddr: gpu.1).encode(into: out)
+            g.remember(request: request, status: .ok, output: UnsafeRawBufferPointer(out))
+            return (.ok, g.hostFwHeap, g.hostGpuHeap)
         }
         guard result.0 == .ok else { return (result.0, .none) }
-        let fw = Self.addrSize(of: .fwLocal, p, result.3) ?? (0, 0)
-        let gpu = Self.addrSize(of: .gpuLocal, p, result.3) ?? (0, 0)
-        CreateDevPhysHeapsOutput(type: p.heapType.rawValue, fwSize: fw.0, fwPAddr: fw.1,
-                                 gpuSize: gpu.0, gpuPAddr: gpu.1).encode(into: output)
         return (.ok, .heapsCreated(fw: result.1, gpu: result.2))
     }
 
@@ -284,7 +321,7 @@ public final class PVZHostServer: Sendable {
     }
 
     private func mapGuestFwHeap(_ ledger: GuestLedger, input: MapDevPhysHeapInput,
-                                ram: some GuestRAM) -> (PVZStatus, CallEffect) {
+                                ram: some GuestRAM, request: UnsafeRawBufferPointer) -> (PVZStatus, CallEffect) {
         let spec = ledger.spec, p = spec.policy, osid = spec.osid
         guard p.fwHeapOrigin == .guest else { return (.invalidPVZConfig, .none) }
         let start = IPA(input.paddr)
@@ -302,6 +339,7 @@ public final class PVZHostServer: Sendable {
             if let h = g.hostGpuHeap, h.ipa.overlaps(range) { return (.addressOutOfRange, .none) }
             let rec = HeapRecord(osid: osid, heap: .fwLocal, origin: .guest, ipa: range, pa: PAWindow.guestHeap(osid))
             g.guestFwHeap = rec
+            g.remember(request: request, status: .ok, output: UnsafeRawBufferPointer(start: nil, count: 0))
             return (.ok, .fwHeapMapped(rec))
         }
     }

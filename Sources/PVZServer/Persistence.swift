@@ -17,6 +17,16 @@ public struct PersistedGuest: Codable, Equatable, Sendable {
     public var hostHeapsCreated: Bool
     /// IPA of the guest-origin firmware heap, if mapped (its size is the policy's).
     public var guestFwHeapIPA: UInt64?
+    /// Answers of this boot's last ledger-changing calls (exactly-once replay
+    /// after a restart). Absent in files written before it existed.
+    public var recentCalls: [PersistedCall]?
+}
+
+/// A `CallRecord` on disk.
+public struct PersistedCall: Codable, Equatable, Sendable {
+    public var request: [UInt8]
+    public var status: UInt32
+    public var output: [UInt8]
 }
 
 public struct PersistedState: Codable, Equatable, Sendable {
@@ -35,7 +45,10 @@ extension PVZHostServer {
                 PersistedGuest(osid: g.spec.osid.rawValue, carveoutIPA: g.spec.carveout.start.rawValue,
                                carveoutSize: g.spec.carveout.size, online: g.online, priority: g.priority,
                                devConfigCreated: g.devConfigCreated, hostHeapsCreated: g.hostHeapsCreated,
-                               guestFwHeapIPA: g.guestFwHeap?.ipa.start.rawValue)
+                               guestFwHeapIPA: g.guestFwHeap?.ipa.start.rawValue,
+                               recentCalls: g.recentCalls.map {
+                                   PersistedCall(request: $0.request, status: $0.status.rawValue, output: $0.output)
+                               })
             }
         }
         return shared.withLock { s in
@@ -85,6 +98,12 @@ extension PVZHostServer {
                     g.hostHeapsCreated = true
                 } else if e.hostHeapsCreated && !g.hostHeapsCreated {
                     notes.append("OSID \(e.osid): host heaps no longer allowed or no room; dropped")
+                }
+                // Hostile file: only well-formed records of known statuses, at most `kept`.
+                g.recentCalls = (e.recentCalls ?? []).suffix(CallRecord.kept).compactMap { c in
+                    guard e.online, c.request.count >= HypercallRequestHeader.size, c.request.count <= CallRecord.maxRequest,
+                          c.output.count <= CallRecord.maxOutput, let st = PVZStatus(rawValue: c.status) else { return nil }
+                    return CallRecord(request: c.request, status: st, output: c.output)
                 }
                 if let ipa = e.guestFwHeapIPA, e.online {
                     if policy.fwHeapOrigin == .guest, IPA(ipa).isPageAligned, ipa != 0,

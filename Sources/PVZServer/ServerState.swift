@@ -26,6 +26,11 @@ struct GuestSlot {
     /// Indexed by PVZStatus raw value.
     var callsByStatus: [UInt64]
     var disconnects: UInt64 = 0
+    /// The answers of the last ledger-changing calls of this boot, so a call
+    /// replayed after a daemon restart (in flight when it died) is answered
+    /// as it was, not run twice. Written under the same lock hold as the
+    /// ledger change, so the state file never has one without the other.
+    var recentCalls: [CallRecord] = []
 
     init(spec: GuestSpec) {
         self.spec = spec
@@ -35,6 +40,11 @@ struct GuestSlot {
 
     /// The firmware heap in use, whichever origin it has.
     var fwHeap: HeapRecord? { hostFwHeap ?? guestFwHeap }
+
+    mutating func remember(request: UnsafeRawBufferPointer, status: PVZStatus, output: UnsafeRawBufferPointer) {
+        if recentCalls.count >= CallRecord.kept { recentCalls.removeFirst(recentCalls.count - CallRecord.kept + 1) }
+        recentCalls.append(CallRecord(request: Array(request), status: status, output: Array(output)))
+    }
 
     mutating func count(function raw: UInt32, status: PVZStatus) {
         let f = raw <= PVZFunction.writeReg.rawValue ? Int(raw) : 0
@@ -83,5 +93,23 @@ struct SharedState {
 
     mutating func giveBack(_ bytes: UInt64) {
         hostPoolUsed = bytes <= hostPoolUsed ? hostPoolUsed - bytes : 0
+    }
+}
+
+/// A ledger-changing call as it was answered: its request bytes exactly as
+/// the guest sent them (header with the request id included), the status and
+/// the output.
+public struct CallRecord: Equatable, Sendable {
+    /// Answers kept per OSID: more than a queue's worth of create/map calls
+    /// in flight at once is not something a driver does.
+    public static let kept = 32
+    /// Longest request and output a record holds (every PVZ call is shorter).
+    public static let maxRequest = 64
+    public static let maxOutput = 64
+    public var request: [UInt8]
+    public var status: PVZStatus
+    public var output: [UInt8]
+    public init(request: [UInt8], status: PVZStatus, output: [UInt8]) {
+        self.request = request; self.status = status; self.output = output
     }
 }

@@ -120,6 +120,8 @@ extension PVZHostServer {
         g.guestFwHeap = nil
         let dev = g.devConfigCreated
         g.devConfigCreated = false
+        // A new boot numbers its requests from the start again.
+        g.recentCalls.removeAll()
         return OfflineResult(osid: g.spec.osid, freedHeaps: freed, devConfigDestroyed: dev)
     }
 

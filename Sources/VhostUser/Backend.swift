@@ -56,8 +56,9 @@ public final class Backend: BackendContext {
     public var offeredFeatures: UInt64 { device.deviceFeatures | VirtioFeature.protocolFeatures }
 
     public var offeredProtocolFeatures: ProtocolFeatures {
-        var p: ProtocolFeatures = [.mq, .replyAck, .backendReq, .resetDevice, .configureMemSlots, .status]
+        var p: ProtocolFeatures = [.mq, .replyAck, .backendReq, .resetDevice, .configureMemSlots, .status, .inflightShmfd]
         if device.configSize > 0 { p.insert(.config) }
+        if device.supportsMigration { p.insert(.deviceState) }
         return p
     }
 
@@ -92,6 +93,7 @@ public final class Backend: BackendContext {
 
     /// Releases everything the connection holds (fds, mappings). The socket is the caller's.
     public func teardown() {
+        if let t = transfer { _ = t.finish(); transfer = nil }
         for v in vrings {
             if v.started { stopRing(v) }
             v.closeFDs()
@@ -201,12 +203,17 @@ public final class Backend: BackendContext {
         return true
     }
 
-    /// Sends all of `count` bytes within the message deadline, or marks the stream broken.
-    private func sendFully(_ p: UnsafeRawPointer, _ count: Int) -> Bool {
+    /// Sends all of `count` bytes within the message deadline, or marks the
+    /// stream broken. `fd` (if any) rides on the first bytes.
+    private func sendFully(_ p: UnsafeRawPointer, _ count: Int, fd: Int32 = -1) -> Bool {
         let deadline = Deadline(ms: Self.messageDeadlineMs)
         var sent = 0
+        var fds = fd
         while sent < count {
-            let r = pvz_send_with_fds(socketFD, p + sent, count - sent, nil, 0)
+            let attach = sent == 0 && fd >= 0
+            let r = withUnsafePointer(to: &fds) {
+                pvz_send_with_fds(socketFD, p + sent, count - sent, attach ? $0 : nil, attach ? 1 : 0)
+            }
             if r > 0 { sent += r; continue }
             guard r < 0, errno == EAGAIN || errno == EWOULDBLOCK, deadline.wait(socketFD, events: Int16(POLLOUT)) else {
                 streamBroken = true
@@ -219,10 +226,10 @@ public final class Backend: BackendContext {
 
     // MARK: - Replies
 
-    private func sendReply(_ request: MessageHeader, payloadSize: Int) {
+    private func sendReply(_ request: MessageHeader, payloadSize: Int, fd: Int32 = -1) {
         let h = MessageHeader(request: request.request, flags: MessageHeader.version | MessageHeader.replyFlag, size: UInt32(payloadSize))
         h.encode(into: replyBuffer)
-        if !sendFully(replyBuffer.baseAddress!, MessageHeader.size + payloadSize) {
+        if !sendFully(replyBuffer.baseAddress!, MessageHeader.size + payloadSize, fd: fd) {
             logger.error("reply to request \(request.request) not sent whole within \(Self.messageDeadlineMs) ms (\(SystemError("sendmsg"))): closing connection")
         }
     }
@@ -247,7 +254,7 @@ public final class Backend: BackendContext {
         let expected: ClosedRange<Int>
         switch r {
         case .setMemTable: expected = p.count >= 4 ? Int(min(p.le32(0), 8))...Int(min(p.le32(0), 8)) : 0...0
-        case .addMemReg, .setBackendReqFD, .setLogFD, .setInflightFD: expected = 1...1
+        case .addMemReg, .setBackendReqFD, .setLogFD, .setInflightFD, .setDeviceStateFD: expected = 1...1
         case .remMemReg: expected = 0...1
         case .setVringKick, .setVringCall, .setVringErr:
             expected = p.count == 8 && VringFDPayload(p.le64(0)).noFD ? 0...0 : 1...1
@@ -282,6 +289,10 @@ public final class Backend: BackendContext {
         case .remMemReg: return remMemReg(p)
         case .setStatus: return setStatus(p)
         case .getStatus: return getStatus(h, p)
+        case .getInflightFD: return getInflightFD(h, p)
+        case .setDeviceStateFD: return setDeviceStateFD(h, p, &fds)
+        case .checkDeviceState: return checkDeviceState(h, p)
+        case .setInflightFD: return setInflightFD(p, &fds)
         default:
             return .failed("not supported by this back-end (its feature was not offered)")
         }
@@ -505,6 +516,11 @@ public final class Backend: BackendContext {
         }
         v.started = true
         v.brokenReason = nil
+        v.inflight = inflight?.queue(v.index)
+        let resubmitted = v.resumeFromInflight()
+        if resubmitted > 0 {
+            logger.info("queue \(v.index): resubmitting \(resubmitted) chains left in flight by the previous back-end")
+        }
         if v.kickFD >= 0 {
             do { try epoll.add(v.kickFD, tag: kickTagBase + UInt64(v.index)) } catch {
                 v.started = false
@@ -544,6 +560,8 @@ public final class Backend: BackendContext {
         if let q = v.queue { v.base = q.lastAvailIdx }
         v.started = false
         v.queue = nil
+        v.inflight = nil
+        v.forgetResubmits()
         device.queueStopped(v.index, self)
     }
 
@@ -553,6 +571,103 @@ public final class Backend: BackendContext {
         let v = vrings[index]
         if v.kickFD >= 0 { EventFD.drain(v.kickFD) }
         if v.isLive { device.queueKicked(index, self) }
+    }
+
+    // MARK: In-flight tracking (INFLIGHT_SHMFD)
+
+    /// The in-flight buffer shared with the front-end; it outlives this
+    /// back-end (the front-end keeps it) so the next one can resubmit.
+    private var inflight: InflightRegion?
+
+    private func getInflightFD(_ h: MessageHeader, _ p: UnsafeRawBufferPointer) -> Outcome {
+        guard let m = InflightPayload.decode(p) else { return .failed("payload of \(p.count) bytes, expected \(InflightPayload.size)") }
+        do {
+            let r = try InflightRegion(numQueues: m.numQueues, queueSize: m.queueSize,
+                                       maxQueues: vrings.count, maxQueueSize: device.maxQueueSize)
+            inflight = r
+            r.payload.encode(into: replyPayload)
+            sendReply(h, payloadSize: InflightPayload.size, fd: r.fd)
+            return .replied
+        } catch {
+            return .failed(error.description)
+        }
+    }
+
+    private func setInflightFD(_ p: UnsafeRawBufferPointer, _ fds: inout [Int32]) -> Outcome {
+        guard let m = InflightPayload.decode(p) else { return .failed("payload of \(p.count) bytes, expected \(InflightPayload.size)") }
+        let fd = fds[0]
+        fds[0] = -1
+        do {
+            inflight = try InflightRegion(fd: fd, m, maxQueues: vrings.count, maxQueueSize: device.maxQueueSize)
+        } catch {
+            return .failed(error.description)
+        }
+        return .ok
+    }
+
+    // MARK: Device state (live migration)
+
+    private var transfer: DeviceStateTransfer?
+    /// Largest state a destination reads (a hostile source cannot make it grow without bound).
+    public static let maxDeviceState = 1 << 20
+
+    private func setDeviceStateFD(_ h: MessageHeader, _ p: UnsafeRawBufferPointer, _ fds: inout [Int32]) -> Outcome {
+        func reply(_ code: UInt64) -> Outcome {
+            sendU64(h, code | DeviceStateTransferPayload.replyNoFD)
+            return .replied
+        }
+        guard ackedProtocolFeatures.contains(.deviceState) else { return .failed("DEVICE_STATE was not negotiated") }
+        guard let m = DeviceStateTransferPayload.decode(p) else {
+            logger.error("SET_DEVICE_STATE_FD: payload of \(p.count) bytes, expected \(DeviceStateTransferPayload.size)")
+            return reply(1)
+        }
+        guard m.phase == DeviceStateTransferPayload.phaseStopped, let dir = DeviceStateTransferPayload.Direction(rawValue: m.direction) else {
+            logger.error("SET_DEVICE_STATE_FD: direction \(m.direction) phase \(m.phase) not supported (save 0 / load 1, phase 0 stopped)")
+            return reply(1)
+        }
+        if let running = vrings.first(where: { $0.started }) {
+            logger.error("SET_DEVICE_STATE_FD: queue \(running.index) still runs; the device must be stopped first")
+            return reply(1)
+        }
+        if let old = transfer { _ = old.finish() }
+        var bytes: [UInt8] = []
+        if dir == .save {
+            switch device.saveState(self) {
+            case .success(let b): bytes = b
+            case .failure(let e):
+                logger.error("saving the device state: \(e)")
+                return reply(1)
+            }
+        }
+        let fd = fds[0]
+        fds[0] = -1
+        transfer = DeviceStateTransfer(direction: dir, fd: fd, bytes: bytes, limit: Self.maxDeviceState)
+        logger.info("device state \(dir == .save ? "save (\(bytes.count) bytes)" : "load") started")
+        return reply(0)
+    }
+
+    private func checkDeviceState(_ h: MessageHeader, _ p: UnsafeRawBufferPointer) -> Outcome {
+        guard ackedProtocolFeatures.contains(.deviceState) else { return .failed("DEVICE_STATE was not negotiated") }
+        guard let t = transfer else {
+            logger.error("CHECK_DEVICE_STATE without a transfer")
+            sendU64(h, 1)
+            return .replied
+        }
+        transfer = nil
+        let (bytes, error) = t.finish()
+        if let error {
+            logger.error("device state \(t.direction == .save ? "save" : "load") failed: \(error)")
+            sendU64(h, 1)
+            return .replied
+        }
+        if t.direction == .load, let refusal = device.loadState(bytes, self) {
+            logger.error("device state refused: \(refusal)")
+            sendU64(h, 1)
+            return .replied
+        }
+        logger.info("device state \(t.direction == .save ? "saved" : "loaded (\(bytes.count) bytes)")")
+        sendU64(h, 0)
+        return .replied
     }
 
     // MARK: Config, status, back-end channel
@@ -670,9 +785,10 @@ public final class Backend: BackendContext {
     /// connection; the daemon and other guests carry on.
     public func memoryFaulted() -> Bool {
         if faultHandled { return true }
-        guard memory.faulted || retiredRegions.contains(where: { $0.region?.faulted == true }) else { return false }
+        guard memory.faulted || retiredRegions.contains(where: { $0.region?.faulted == true })
+            || inflight?.faulted == true || vrings.contains(where: { $0.inflight?.region.faulted == true }) else { return false }
         faultHandled = true
-        let reason = "guest memory vanished under the daemon (SIGBUS: the front-end shrank the file behind a memory region); closing the connection"
+        let reason = "guest memory vanished under the daemon (SIGBUS: the front-end shrank the file behind a memory region or the in-flight buffer); closing the connection"
         for v in vrings { needsReset(queue: v.index, reason: reason) }
         return true
     }

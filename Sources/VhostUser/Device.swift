@@ -33,6 +33,21 @@ public protocol VhostUserDevice: AnyObject {
     /// RESET_DEVICE or RESET_OWNER: a new boot of the guest's driver follows.
     /// (Status 0 alone only stops the rings: QEMU sends it on every stop.)
     func reset(_ ctx: BackendContext)
+
+    /// Live migration (VHOST_USER_PROTOCOL_F_DEVICE_STATE) is offered only
+    /// when true. The engine calls these with every ring stopped.
+    var supportsMigration: Bool { get }
+    /// The device's state for the destination, or why it cannot be saved.
+    func saveState(_ ctx: BackendContext) -> Result<[UInt8], DeviceStateError>
+    /// Takes a source's state over; nil on success, else why it was refused
+    /// (nothing changed then, and the migration fails).
+    func loadState(_ bytes: [UInt8], _ ctx: BackendContext) -> DeviceStateError?
+}
+
+/// Why a device state could not be saved or loaded, in words for the log.
+public struct DeviceStateError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ d: String) { description = d }
 }
 
 /// Why a front-end connection ended.
@@ -55,6 +70,9 @@ extension VhostUserDevice {
     public func wake(_ ctx: BackendContext) {}
     public func statusChanged(from old: UInt8, to new: UInt8, _ ctx: BackendContext) {}
     public func reset(_ ctx: BackendContext) {}
+    public var supportsMigration: Bool { false }
+    public func saveState(_ ctx: BackendContext) -> Result<[UInt8], DeviceStateError> { .failure(DeviceStateError("not supported")) }
+    public func loadState(_ bytes: [UInt8], _ ctx: BackendContext) -> DeviceStateError? { DeviceStateError("not supported") }
 }
 
 /// What a device may see and do of its connection.

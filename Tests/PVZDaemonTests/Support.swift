@@ -13,7 +13,8 @@ final class Harness {
     let dir: String
 
     init(guests: [(osid: UInt32, online: Bool, policy: GuestPolicy)] = [(1, true, GuestPolicy())], control: Bool = false,
-         dir existing: String? = nil, stateFile: Bool = false, logger custom: Logger? = nil) throws {
+         dir existing: String? = nil, stateFile: Bool = false, logger custom: Logger? = nil,
+         carveout: IPARange? = nil) throws {
         dir = existing ?? "/tmp/pvz-h-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var gs: [GuestConfig] = []
@@ -21,7 +22,7 @@ final class Harness {
             var p = g.policy
             p.irq = 100 + g.osid
             gs.append(GuestConfig(socketPath: "\(dir)/g\(g.osid).sock",
-                                  spec: GuestSpec(osid: OSID(g.osid), carveout: Self.carveout(g.osid), policy: p),
+                                  spec: GuestSpec(osid: OSID(g.osid), carveout: carveout ?? Self.carveout(g.osid), policy: p),
                                   settings: GuestSettings(onlineOnConnect: g.online, priority: g.osid)))
         }
         var logger = custom ?? Logger(label: "test")

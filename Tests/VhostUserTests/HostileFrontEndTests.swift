@@ -65,6 +65,26 @@ struct HostileFrontEndTests {
         #expect(try reconnects(s1, p1))
     }
 
+    /// An in-flight buffer (SET_INFLIGHT_FD) in a file the front-end then
+    /// shrinks: starting a ring reads it. Before the guard: Bus error.
+    @Test func inflightBufferShrunk() throws {
+        let (fe, s1, p1, otherWorks, servers) = try setUp()
+        defer { servers.forEach { $0.stop() } }
+        _ = try fe.stopQueues()
+        let fd = pvz_memfd_create("hostile-inflight", UInt32(MFD_CLOEXEC))
+        defer { close(fd) }
+        let length = InflightRegion.stride(queueSize: 64) * 2
+        #expect(ftruncate(fd, off_t(length)) == 0)
+        var b = [UInt8](repeating: 0, count: InflightPayload.size)
+        b.withUnsafeMutableBytes { InflightPayload(mmapSize: UInt64(length), mmapOffset: 0, numQueues: 2, queueSize: 64).encode(into: $0) }
+        #expect(try fe.sendAcked(.setInflightFD, payload: b, fds: [fd]) == 0)
+        #expect(ftruncate(fd, 0) == 0)
+        _ = try? fe.start(queueCount: 2)  // the rings start, read the buffer, and the connection ends
+        #expect(fe.backendClosed(timeoutMs: 3000), "connection with a vanished in-flight buffer still open")
+        #expect(otherWorks())
+        #expect(try reconnects(s1, p1))
+    }
+
     /// Before the deadline the guest thread blocked in recv forever.
     @Test func stallInsidePayload() throws {
         let (fe, s1, p1, otherWorks, servers) = try setUp()
