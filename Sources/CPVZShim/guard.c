@@ -34,28 +34,39 @@ static struct sigaction previous;
 static pthread_once_t installed = PTHREAD_ONCE_INIT;
 static int install_error;
 
-static void chain_previous(int sig, siginfo_t *info, void *uctx)
+static void die_by_default(void)
 {
-    if (previous.sa_flags & SA_SIGINFO) {
-        if (previous.sa_sigaction) { previous.sa_sigaction(sig, info, uctx); return; }
-    } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN && previous.sa_handler != NULL) {
-        previous.sa_handler(sig);
-        return;
-    }
-    /* Default action: returning re-executes the access, which faults again
-     * with SIGBUS no longer caught, and the process dies as it always did. */
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     sigaction(SIGBUS, &dfl, NULL);
-    if (info->si_code <= 0) raise(SIGBUS);  /* sent by kill(): nothing to re-execute */
+}
+
+/* A fault outside guest memory is a daemon bug: the handler that was there
+ * before (the Swift backtracer, a sanitizer, libFuzzer) reports it; then, or
+ * without one, the default action: returning re-executes the access, which
+ * faults again with SIGBUS no longer caught, and the process dies as before. */
+static void chain_previous(int sig, siginfo_t *info, void *uctx)
+{
+    if ((previous.sa_flags & SA_SIGINFO) && previous.sa_sigaction) {
+        previous.sa_sigaction(sig, info, uctx);
+    } else if (!(previous.sa_flags & SA_SIGINFO) && previous.sa_handler != SIG_DFL
+               && previous.sa_handler != SIG_IGN && previous.sa_handler != NULL) {
+        previous.sa_handler(sig);
+    }
+    die_by_default();
 }
 
 static void on_sigbus(int sig, siginfo_t *info, void *uctx)
 {
     int saved = errno;
-    /* Only a fault on an access (si_code > 0) has a meaningful address. */
-    if (info->si_code > 0) {
+    /* Sent with kill() or sigqueue(), not a fault: die as SIGBUS does. */
+    if (info->si_code <= 0) {
+        die_by_default();
+        raise(SIGBUS);
+        return;
+    }
+    {
         uintptr_t a = (uintptr_t)info->si_addr;
         for (int i = 0; i < PVZ_GUARD_SLOTS; i++) {
             struct guard_slot *s = &slots[i];
