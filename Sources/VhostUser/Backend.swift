@@ -93,7 +93,7 @@ public final class Backend: BackendContext {
 
     /// Releases everything the connection holds (fds, mappings). The socket is the caller's.
     public func teardown() {
-        if let t = transfer { _ = t.finish(); transfer = nil }
+        if let t = transfer { t.cancel(); _ = t.finish(); transfer = nil }
         for v in vrings {
             if v.started { stopRing(v) }
             v.closeFDs()
