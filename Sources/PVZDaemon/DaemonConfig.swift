@@ -146,7 +146,7 @@ extension DaemonConfig {
     }
 
     /// The interrupt number written to a guest's device tree when none is configured.
-    public static func defaultIRQ(osid: UInt32) -> UInt32 { 100 + osid }
+    public static func defaultIRQ(osid: UInt32) -> UInt32 { 100 &+ osid }  // an osid that wraps is refused later (osidOutOfRange)
 
     public static func origin(_ s: String, _ w: String) throws(ConfigError) -> HeapOrigin {
         switch s.lowercased() {
