@@ -64,6 +64,10 @@ int pvz_fw_heap_map(struct pvz_dev *p, struct pvz_fw_heap *a)
 
 	if (mutex_lock_killable(&p->heap_lock))
 		return -EINTR;
+	if (p->kclient) {
+		err = -EBUSY;
+		goto out;
+	}
 	if (p->heap_mapped) {
 		err = -EEXIST;
 		goto out;
@@ -116,6 +120,10 @@ int pvz_fw_heap_unmap(struct pvz_dev *p, struct pvz_call_hdr *h)
 
 	if (mutex_lock_killable(&p->heap_lock))
 		return -EINTR;
+	if (p->kclient) {
+		err = -EBUSY;   /* the heap mapped is the in-kernel client's */
+		goto out;
+	}
 	if (p->heap.pages && atomic_read(&p->heap_user_maps)) {
 		err = -EBUSY;   /* a process still writes the ring */
 		goto out;
