@@ -218,6 +218,9 @@ int pvz_device_cleanup(struct pvz_dev *p, const char *why)
 		err = -EIO;
 	if (!err && (c.status & PVZ_STATUS_DEV_CONFIG) && !pvz_cleanup_call(p, PVZ_FN_DESTROY_DEV_CONFIG, why))
 		err = -EIO;
+	/* The copy an in-kernel client reads after remove: what is left. */
+	if (!err)
+		pvz_refresh_config(p, NULL);
 	if (err && err != -EIO)
 		atomic_inc(&p->cleanup_failures);
 	return err;

@@ -889,7 +889,10 @@ static void mode_claimed(void)
 	uint32_t v = 0, st;
 	int r;
 
-#define BUSY(name, cmd, a) check(name, xioctl(cmd, a) < 0 && errno == EBUSY, "errno=%s (want EBUSY)", errstr())
+#define BUSY(name, cmd, a) do { \
+		bool busy = xioctl(cmd, a) < 0 && errno == EBUSY; \
+		check(name, busy, "errno=%s (want EBUSY)", errstr()); \
+	} while (0)
 	BUSY("claimed.create_dev_config_busy", PVZ_IOC_CREATE_DEV_CONFIG, &d);
 	BUSY("claimed.destroy_dev_config_busy", PVZ_IOC_DESTROY_DEV_CONFIG, &u);
 	BUSY("claimed.create_dev_phys_heaps_busy", PVZ_IOC_CREATE_DEV_PHYS_HEAPS, &h);
