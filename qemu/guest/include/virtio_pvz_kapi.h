@@ -47,9 +47,7 @@
 /* Bumped when a function's meaning or shape changes. */
 #define VIRTIO_PVZ_KAPI_VERSION 1
 
-/**
- * struct virtio_pvz - a claimed device (opaque to clients)
- */
+/* A claimed device: opaque to clients. */
 struct virtio_pvz;
 
 /**
