@@ -45,7 +45,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             if let p = g.socketPath, !seen.insert(p).inserted { throw ConfigError("socket path \(p) is used by two guests") }
         }
         do {
-            server = try PVZHostServer(maxOSIDs: config.maxOSIDs, guests: config.guests.map(\.spec))
+            server = try PVZHostServer(maxOSIDs: config.maxOSIDs, guests: config.guests.map(\.spec), ddkABI: config.ddkABI)
         } catch {
             throw ConfigError(error.description)
         }
@@ -114,9 +114,17 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
 
     // MARK: VM manager (sVmmFuncTab)
 
+    /// OnVmOnline. Under a DDK ABI whose OnVmOnline takes no priority (1.15
+    /// and later) the VM manager sets the priority with VMMConfigure
+    /// (VMM_CONF_PRIO_*) first, as a VM manager of that DDK must.
     public func vmOnline(_ osid: OSID, priority: UInt32?) throws(PVZError) {
         let p = priority ?? runtime(osid)?.config.settings.priority ?? 0
-        try server.onVmOnline(osid: osid, priority: p)
+        if server.ddkABI.onlineTakesPriority {
+            try server.onVmOnline(osid: osid, priority: p)
+        } else {
+            try server.vmmConfigure(knob: .priority(osid.rawValue), value: p)
+            try server.onVmOnline(osid: osid, abiPriority: nil)
+        }
         persist()
         if let rt = runtime(osid) {
             rt.device.gpu.vmOnline(priority: p)
@@ -159,10 +167,26 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             do { r = try vmOffline(osid) } catch { return failure(error) }
             return .success(guest: guestStatus(rt), message: "freed \(r.freedHeaps.count) heaps")
         case .configure(let param, let value):
-            do { try server.vmmConfigure(param: param, value: value) } catch { return failure(error) }
+            let abi = server.ddkABI
+            let knob: VMMKnob
+            do {
+                switch param {
+                case .name(let n):
+                    knob = try abi.knob(named: n)
+                case .number(let n, let theirs):
+                    guard theirs == abi.rawValue else {
+                        return .failure(ControlErrorCode.unknownParam, "VMM_CONF_PARAM \(n) is numbered for DDK \(theirs); this daemon speaks \(abi) (\(abi.parameterNames.joined(separator: ", "))): give the name")
+                    }
+                    guard let k = abi.knob(number: n) else {
+                        return .failure(ControlErrorCode.unknownParam, "unknown VMM_CONF_PARAM \(n) in \(abi): valid values are 0...\(abi.knobs.count - 1) (\(abi.parameterNames.joined(separator: ", ")))")
+                    }
+                    knob = k
+                }
+                try server.vmmConfigure(knob: knob, value: value)
+            } catch { return failure(error) }
             persist()
             for g in guests { g.device.gpu.parametersChanged(server.vmmParameters) }
-            return .success(parameter: ConfParamStatus(param: param, name: VMMConfParamName.name(param) ?? "?", value: value))
+            return .success(parameter: ConfParamStatus(param: abi.number(of: knob) ?? 0, name: abi.name(of: knob), value: value))
         case .dt(let osid):
             guard runtime(osid) != nil, let d = guestDescription(osid) else {
                 return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid) (configured: \(guests.map { $0.config.spec.osid.rawValue }))")
@@ -211,16 +235,14 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
 
     public func status() -> DaemonStatus {
         let p = server.vmmParameters
-        var params: [ConfParamStatus] = []
-        for (i, v) in p.priorities.enumerated() where i < 8 {
-            params.append(ConfParamStatus(param: UInt32(i), name: VMMConfParamName.name(UInt32(i))!, value: v))
+        let abi = server.ddkABI
+        let params = abi.knobs.enumerated().map { i, k in
+            ConfParamStatus(param: UInt32(i), name: abi.name(of: k), value: p.value(of: k))
         }
-        params.append(ConfParamStatus(param: 8, name: VMMConfParamName.name(8)!, value: p.isolationThreshold))
-        params.append(ConfParamStatus(param: 9, name: VMMConfParamName.name(9)!, value: p.hcsDeadline))
         return DaemonStatus(version: Self.version, pid: getpid(), uptimeSeconds: Date().timeIntervalSince(started),
                             controlSocket: config.controlSocket ?? "", maxOsids: config.maxOSIDs,
                             parameters: params, guests: guests.map(guestStatus),
-                            libvirtConnected: libvirt.map(\.isConnected))
+                            libvirtConnected: libvirt.map(\.isConnected), ddkAbi: abi.rawValue)
     }
 
     func guestStatus(_ rt: GuestRuntime) -> GuestStatus {

@@ -23,6 +23,8 @@ public struct DaemonConfig: Sendable, Equatable {
     public var libvirtURI: String?
     /// Where the ledger is kept across restarts; nil keeps it in memory only.
     public var stateFile: String?
+    /// The DDK PVZ ABI the host follows (`--ddk-abi`, `"ddk_abi"`).
+    public var ddkABI: DDKABI = .default
     public init(guests: [GuestConfig], controlSocket: String?, maxOSIDs: UInt32 = 8, libvirtURI: String? = nil, stateFile: String? = nil) {
         self.guests = guests; self.controlSocket = controlSocket; self.maxOSIDs = maxOSIDs; self.libvirtURI = libvirtURI
         self.stateFile = stateFile

@@ -183,7 +183,7 @@ struct HCSDeadlineTests {
         let g = try h.connect(1)
         #expect(g.mapFirmwareHeap() == .ok)
         _ = g.call(.writeReg, Guest.u32(Reg.irqEnable) + Guest.u32(1))
-        #expect(h.daemon.handle(.configure(param: 9, value: 1), peer: PeerCredentials(pid: 0, uid: 0, gid: 0)).ok)
+        #expect(h.daemon.handle(.configure(param: .name("HCS_DEADLINE"), value: 1), peer: PeerCredentials(pid: 0, uid: 0, gid: 0)).ok)
         eventBuffers = g.postEventBuffers(4)
         g.initRing(size: 0x10000)
         let n = 2000
@@ -211,7 +211,7 @@ struct HCSDeadlineTests {
         let h = try Harness(guests: [(1, true, GuestPolicy()), (2, true, GuestPolicy())])  // priority = OSID
         let low = try h.connect(1), high = try h.connect(2)
         #expect(low.mapFirmwareHeap() == .ok && high.mapFirmwareHeap() == .ok)
-        #expect(h.daemon.handle(.configure(param: 9, value: 1), peer: PeerCredentials(pid: 0, uid: 0, gid: 0)).ok)
+        #expect(h.daemon.handle(.configure(param: .name("HCS_DEADLINE"), value: 1), peer: PeerCredentials(pid: 0, uid: 0, gid: 0)).ok)
         low.initRing(size: 16 << 20)          // 512 Ki NOPs: far longer than 1 ms
         high.initRing()
         high.command(0, op: 1, seq: 1, arg0: 0x2000, arg1: 7)

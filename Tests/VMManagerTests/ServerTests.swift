@@ -41,9 +41,9 @@ final class ServerFixture: @unchecked Sendable {
         #expect(dt.dtboBytes == [0xD0, 0x0D, 0xFE, 0xED, 2])
         let bad = try f.client.send(.offline(osid: OSID(6)))
         #expect(!bad.ok && bad.code == ControlErrorCode.invalidOSID)
-        let conf = try f.client.send(.configure(param: 9, value: 77))
+        let conf = try f.client.send(.configure(param: .name("VMM_CONF_HCS_DEADLINE"), value: 77))
         #expect(conf.parameter?.name == "VMM_CONF_HCS_DEADLINE")
-        #expect(f.vmm.params.withLock { $0[9] } == 77)
+        #expect(f.vmm.params.withLock { $0["VMM_CONF_HCS_DEADLINE"] } == 77)
     }
 
     @Test func garbageLinesGetErrorsAndTheConnectionSurvives() throws {
