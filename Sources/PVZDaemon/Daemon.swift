@@ -29,7 +29,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     public let server: PVZHostServer
     public let guests: [GuestRuntime]
     /// The emulated GPU's one firmware processor, shared by all OSIDs by priority.
-    public let scheduler: FirmwareScheduler
+    public let processor: FirmwareProcessor
     let store: StateStore?
     let logger: Logger
     let started = Date()
@@ -54,10 +54,10 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             for note in server.restore(saved) { logger.warning("restoring \(store.path): \(note)") }
             logger.info("ledger restored from \(store.path)")
         }
-        scheduler = FirmwareScheduler(maxOSIDs: config.maxOSIDs)
+        processor = FirmwareProcessor(maxOSIDs: config.maxOSIDs)
         var rts: [GuestRuntime] = []
         for g in config.guests {
-            let gpu = GuestGPU(osid: g.spec.osid, carveout: g.spec.carveout, scheduler: scheduler)
+            let gpu = GuestGPU(osid: g.spec.osid, carveout: g.spec.carveout, processor: processor)
             let dev = PVZDevice(osid: g.spec.osid, server: server, settings: g.settings, gpu: gpu, logger: logger)
             var l = logger
             l[metadataKey: "osid"] = "\(g.spec.osid.rawValue)"
@@ -103,7 +103,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         libvirt?.stop()
         control?.stop()
         for g in guests { g.server.stop() }
-        scheduler.shutdown()
+        processor.shutdown()
     }
 
     func persist() {

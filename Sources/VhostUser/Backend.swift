@@ -410,11 +410,17 @@ public final class Backend: BackendContext {
     private func installMemory(_ m: GuestMemory) {
         retiredRegions.removeAll { $0.region == nil }
         for r in memory.regions where !m.regions.contains(where: { $0 === r }) { retiredRegions.append(WeakRegion(r)) }
+        // Rings served on the device's own thread are taken back while their
+        // addresses move, and handed over again after.
+        for v in vrings where v.started && v.handedOver { takeBack(v, .changing) }
         memory = m
         for v in vrings where v.started {
             if !buildQueue(v) { needsReset(queue: v.index, reason: "ring addresses no longer inside the memory table") }
         }
         device.memoryChanged(self)
+        for v in vrings where v.started && v.queue != nil && v.brokenReason == nil && device.servesQueueItself(v.index) {
+            handOver(v)
+        }
     }
 
     // MARK: Vrings
@@ -499,8 +505,14 @@ public final class Backend: BackendContext {
             return .failed("SET_VRING_ENABLE without VHOST_USER_F_PROTOCOL_FEATURES negotiated")
         }
         let was = v.enabled
+        if v.handedOver {
+            takeBack(v, .changing)
+            v.enabled = s.num == 1
+            handOver(v)
+            return .ok
+        }
         v.enabled = s.num == 1
-        if v.enabled && !was && v.isLive { device.queueKicked(v.index, self) }
+        if v.enabled && !was && v.isLive && !device.servesQueueItself(v.index) { device.queueKicked(v.index, self) }
         return .ok
     }
 
@@ -521,6 +533,11 @@ public final class Backend: BackendContext {
         if resubmitted > 0 {
             logger.info("queue \(v.index): resubmitting \(resubmitted) chains left in flight by the previous back-end")
         }
+        if device.servesQueueItself(v.index) {
+            device.queueStarted(v.index, self)
+            handOver(v)
+            return .ok
+        }
         if v.kickFD >= 0 {
             do { try epoll.add(v.kickFD, tag: kickTagBase + UInt64(v.index)) } catch {
                 v.started = false
@@ -532,6 +549,17 @@ public final class Backend: BackendContext {
         device.queueStarted(v.index, self)
         if v.isLive { device.queueKicked(v.index, self) }
         return .ok
+    }
+
+    private func handOver(_ v: Vring) {
+        v.handedOver = true
+        device.queueHandOver(v.index, self)
+    }
+
+    private func takeBack(_ v: Vring, _ why: TakeBack) {
+        guard v.handedOver else { return }
+        device.queueTakeBack(v.index, why, self)
+        v.handedOver = false
     }
 
     @discardableResult
@@ -554,7 +582,11 @@ public final class Backend: BackendContext {
     }
 
     private func stopRing(_ v: Vring) {
-        if v.kickFD >= 0 { epoll.remove(v.kickFD) }
+        if v.handedOver {
+            takeBack(v, .stopping)
+        } else if v.kickFD >= 0 {
+            epoll.remove(v.kickFD)
+        }
         // The device returns what it popped while the ring is still there.
         device.queueStopping(v.index, self)
         if let q = v.queue { v.base = q.lastAvailIdx }
@@ -755,6 +787,7 @@ public final class Backend: BackendContext {
         if v.brokenReason == nil, let held = refusals.admit() {
             logger.error("queue \(queue) broken, device needs reset: \(reason)\(held > 0 ? " (\(held) more refusals not logged)" : "")")
         }
+        takeBack(v, .broken)
         v.brokenReason = reason
         stats.needsReset.store(true, ordering: .relaxed)
         if v.kickFD >= 0 { epoll.remove(v.kickFD) }
@@ -803,9 +836,10 @@ struct WeakRegion {
 }
 
 /// A point in time a blocking wait must not pass.
-struct Deadline {
-    let end: ContinuousClock.Instant
-    init(ms: Int) { end = .now + .milliseconds(ms) }
+public struct Deadline {
+    public let end: ContinuousClock.Instant
+    public init(ms: Int) { end = .now + .milliseconds(ms) }
+    public var expired: Bool { ContinuousClock.now >= end }
     /// Waits for `events` on `fd` until the deadline; false when it passed or poll failed.
     func wait(_ fd: Int32, events: Int16) -> Bool {
         while true {
