@@ -110,6 +110,12 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
         configSpace().encode(into: buffer)
     }
 
+    /// Config space is read-only (the contract's section 4): QEMU forwards a
+    /// guest's write as the whole buffer, which cannot say which field was meant.
+    public func writeConfig(offset: UInt32, bytes: UnsafeRawBufferPointer, _ ctx: BackendContext) -> String? {
+        "config space is read-only (write of \(bytes.count) bytes at offset \(offset) ignored)"
+    }
+
     // MARK: connection life cycle
 
     public func frontEndConnected(_ ctx: BackendContext) {

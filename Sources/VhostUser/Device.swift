@@ -14,6 +14,8 @@ public protocol VhostUserDevice: AnyObject {
     /// Bytes of config space; 0 means no GET_CONFIG.
     var configSize: Int { get }
     func readConfig(into buffer: UnsafeMutableRawBufferPointer)
+    /// SET_CONFIG: nil when taken, else why it was refused (the front-end gets a failed ack).
+    func writeConfig(offset: UInt32, bytes: UnsafeRawBufferPointer, _ ctx: BackendContext) -> String?
 
     func frontEndConnected(_ ctx: BackendContext)
     /// The connection ended; `reason` says whether the guest is gone (the
@@ -81,6 +83,9 @@ public enum DisconnectReason: Sendable, Equatable {
 }
 
 extension VhostUserDevice {
+    public func writeConfig(offset: UInt32, bytes: UnsafeRawBufferPointer, _ ctx: BackendContext) -> String? {
+        "config space is not writable (write of \(bytes.count) bytes at offset \(offset) ignored)"
+    }
     public func frontEndConnected(_ ctx: BackendContext) {}
     public func frontEndDisconnected(_ ctx: BackendContext, reason: DisconnectReason) {}
     public func memoryChanged(_ ctx: BackendContext) {}
