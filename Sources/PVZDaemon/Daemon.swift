@@ -3,6 +3,7 @@ import Foundation
 import GPUModel
 import Logging
 import PVZServer
+import SafeSockets
 import Synchronization
 import VMManager
 import VhostUser
@@ -24,7 +25,7 @@ public final class GuestRuntime: Sendable {
 /// control socket and (optionally) the libvirt listener. It is the VM manager:
 /// it decides each guest's OSID from the socket the guest is on.
 public final class Daemon: ControlHandler, @unchecked Sendable {
-    public static let version = "0.1.0"
+    public static let version = PVZVersion.string
     public let config: DaemonConfig
     public let server: PVZHostServer
     public let guests: [GuestRuntime]
@@ -34,9 +35,13 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     let logger: Logger
     let started = Date()
     private var control: ControlServer?
+    /// The control socket, bound (or handed over) in init, served from start.
+    private let controlListener: OpenListener?
     private var libvirt: LibvirtListener?
 
-    public init(config: DaemonConfig, logger: Logger) throws {
+    /// Binds every socket (or takes them from `inherited`, socket activation)
+    /// before returning, so the caller can enter the sandbox before start().
+    public init(config: DaemonConfig, logger: Logger, inherited: [InheritedSocket] = []) throws {
         self.config = config
         self.logger = logger
         guard !config.guests.isEmpty else { throw ConfigError("no guests configured: give --socket-path/--osid/--carveout or a --config file with guests") }
@@ -55,24 +60,23 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             logger.info("ledger restored from \(store.path)")
         }
         scheduler = FirmwareScheduler(maxOSIDs: config.maxOSIDs)
+        let plan = try ListenerPlan.open(config, inherited: inherited)
         var rts: [GuestRuntime] = []
-        for g in config.guests {
+        defer { if rts.count != config.guests.count { plan.discard() } }
+        for (g, listener) in zip(config.guests, plan.guests) {
             let gpu = GuestGPU(osid: g.spec.osid, carveout: g.spec.carveout, scheduler: scheduler)
             let dev = PVZDevice(osid: g.spec.osid, server: server, settings: g.settings, gpu: gpu, logger: logger)
             var l = logger
             l[metadataKey: "osid"] = "\(g.spec.osid.rawValue)"
-            let vs: VhostUserServer
-            if let fd = g.listenFD {
-                vs = try VhostUserServer(listenFD: fd, device: dev, logger: l)
-            } else {
-                vs = try VhostUserServer(socketPath: g.socketPath!, device: dev, logger: l)
-            }
+            let vs = try VhostUserServer(listenFD: listener.fd, socketFile: listener.file, ownsSocketFile: listener.ownsFile,
+                                         access: config.socketAccess, device: dev, logger: l)
             dev.vhostServer = vs
             if let store { dev.ledgerChanged = { [server, logger] in if let e = store.save(server.persistedState()) { logger.error("\(e)") } } }
             gpu.wake = { [weak vs] in vs?.wake() }
             rts.append(GuestRuntime(config: g, device: dev, server: vs))
         }
         guests = rts
+        controlListener = plan.control
     }
 
     /// Starts every guest thread, the control socket and the libvirt listener.
@@ -80,10 +84,11 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         for g in guests {
             let s = g.server
             startThread(name: "pvz-osid\(g.config.spec.osid.rawValue)") { s.run() }
-            logger.info("serving \(g.config.spec.osid) on \(g.config.socketPath ?? "fd \(g.config.listenFD ?? -1)") carve-out \(g.config.spec.carveout)")
+            logger.info("serving \(g.config.spec.osid) on \(socketLabel(g)) carve-out \(g.config.spec.carveout)")
         }
-        if let path = config.controlSocket {
-            let c = ControlServer(path: path, handler: self, logger: logger)
+        if let cl = controlListener {
+            let c = ControlServer(listening: cl.fd, path: cl.file?.path ?? cl.label, socketFile: cl.file, ownsSocketFile: cl.ownsFile,
+                                  handler: self, logger: logger)
             try c.start()
             control = c
         }
@@ -110,6 +115,11 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     }
 
     func runtime(_ osid: OSID) -> GuestRuntime? { guests.first { $0.config.spec.osid == osid } }
+
+    /// The guest's socket as status shows it: its path, else the descriptor.
+    func socketLabel(_ rt: GuestRuntime) -> String {
+        rt.server.socketPath ?? rt.config.socketPath ?? "fd:\(rt.server.listenFD)"
+    }
 
     // MARK: VM manager (sVmmFuncTab)
 
@@ -174,10 +184,13 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             // A front-end of another domain still on the socket: this domain's QEMU could not connect.
             let current = rt.domain.withLock { $0 }
             if rt.server.isConnected, let domain, let current, current != domain {
-                return .failure(ControlErrorCode.notReady, "\(osid)'s socket \(rt.config.socketPath ?? "fd") is in use by domain '\(current)', not '\(domain)'")
+                return .failure(ControlErrorCode.notReady, "\(osid)'s socket \(socketLabel(rt)) is in use by domain '\(current)', not '\(domain)'")
+            }
+            guard rt.server.isListening else {
+                return .failure(ControlErrorCode.notReady, "\(osid)'s socket \(socketLabel(rt)) is not listening (its file was removed or replaced): QEMU could not connect")
             }
             if let domain { rt.domain.withLock { $0 = domain } }
-            return .success(guest: guestStatus(rt), message: "socket \(rt.config.socketPath ?? "fd") is listening")
+            return .success(guest: guestStatus(rt), message: "socket \(socketLabel(rt)) is listening")
         }
     }
 
@@ -217,7 +230,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         params.append(ConfParamStatus(param: 8, name: VMMConfParamName.name(8)!, value: p.isolationThreshold))
         params.append(ConfParamStatus(param: 9, name: VMMConfParamName.name(9)!, value: p.hcsDeadline))
         return DaemonStatus(version: Self.version, pid: getpid(), uptimeSeconds: Date().timeIntervalSince(started),
-                            controlSocket: config.controlSocket ?? "", maxOsids: config.maxOSIDs,
+                            controlSocket: controlListener.map { $0.file?.path ?? $0.label } ?? "", maxOsids: config.maxOSIDs,
                             parameters: params, guests: guests.map(guestStatus),
                             libvirtConnected: libvirt.map(\.isConnected))
     }
@@ -233,8 +246,8 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         let gc = rt.device.gpu.counters
         let counters = GuestCounters(calls: st?.totalCalls ?? 0, kicks: gc.kicks, commands: gc.commands, faults: gc.faults,
                                      events: gc.events, eventsDropped: gc.eventsDropped)
-        return GuestStatus(osid: osid.rawValue, domain: rt.domain.withLock { $0 }, socketPath: rt.config.socketPath ?? "fd:\(rt.config.listenFD ?? -1)",
-                           listening: true, connected: rt.server.isConnected, online: st?.online ?? false,
+        return GuestStatus(osid: osid.rawValue, domain: rt.domain.withLock { $0 }, socketPath: socketLabel(rt),
+                           listening: rt.server.isListening, connected: rt.server.isConnected, online: st?.online ?? false,
                            priority: st?.priority ?? 0, deviceStatus: stats.deviceStatus.load(ordering: .relaxed),
                            needsReset: stats.needsReset.load(ordering: .relaxed),
                            features: stats.ackedFeatures.load(ordering: .relaxed),
