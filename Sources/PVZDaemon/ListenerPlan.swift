@@ -14,10 +14,12 @@ public struct OpenListener: Sendable {
     /// How to name it in logs and errors ("/run/x.sock", "fd 5", "systemd fd 3 'vm1'").
     public var label: String
 
-    /// Closes it and removes its file when the daemon made it (start-up failed).
+    /// Closes it and removes its file when the daemon made it (start-up
+    /// failed); a handed-over socket stays open for its owner.
     func discard() {
+        guard ownsFile else { return }
         close(fd)
-        if ownsFile { file?.unlinkIfOurs() }
+        file?.unlinkIfOurs()
     }
 }
 
