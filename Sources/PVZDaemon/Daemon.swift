@@ -39,9 +39,20 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     private let controlListener: OpenListener?
     private var libvirt: LibvirtListener?
 
-    /// Binds every socket (or takes them from `inherited`, socket activation)
-    /// before returning, so the caller can enter the sandbox before start().
-    public init(config: DaemonConfig, logger: Logger, inherited: [InheritedSocket] = []) throws {
+    /// Opens every socket (binding, or taking them from `inherited`: socket
+    /// activation), then builds the daemon on them.
+    public convenience init(config: DaemonConfig, logger: Logger, inherited: [InheritedSocket] = []) throws {
+        let plan = try ListenerPlan.open(config, inherited: inherited)
+        do { try self.init(config: config, logger: logger, listeners: plan) } catch {
+            plan.discard()
+            throw error
+        }
+    }
+
+    /// Serves sockets already opened (ListenerPlan.open). The executable opens
+    /// them, enters its sandbox, and only then builds the daemon: the firmware
+    /// thread starts here, and capabilities are dropped per thread.
+    public init(config: DaemonConfig, logger: Logger, listeners plan: ListenerPlan) throws {
         self.config = config
         self.logger = logger
         guard !config.guests.isEmpty else { throw ConfigError("no guests configured: give --socket-path/--osid/--carveout or a --config file with guests") }
@@ -60,9 +71,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             logger.info("ledger restored from \(store.path)")
         }
         scheduler = FirmwareScheduler(maxOSIDs: config.maxOSIDs)
-        let plan = try ListenerPlan.open(config, inherited: inherited)
         var rts: [GuestRuntime] = []
-        defer { if rts.count != config.guests.count { plan.discard() } }
         for (g, listener) in zip(config.guests, plan.guests) {
             let gpu = GuestGPU(osid: g.spec.osid, carveout: g.spec.carveout, scheduler: scheduler)
             let dev = PVZDevice(osid: g.spec.osid, server: server, settings: g.settings, gpu: gpu, logger: logger)

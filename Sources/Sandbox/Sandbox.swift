@@ -37,9 +37,11 @@ public enum Sandbox {
             throw SandboxError("--user \(u.name): switching users needs root (running as uid \(geteuid()))")
         }
         guard pvz_set_no_new_privs() == 0 else { throw SandboxError("prctl(PR_SET_NO_NEW_PRIVS): \(errnoText())") }
+        // Read before the filter: capget is not on the allow-list.
+        let state = State(uid: geteuid(), gid: getegid(), noNewPrivs: pvz_get_no_new_privs() == 1,
+                          effectiveCapabilities: UInt64(pvz_effective_capabilities()), seccomp: settings.seccomp)
         try SeccompFilter.install(settings.seccomp)
-        return State(uid: geteuid(), gid: getegid(), noNewPrivs: pvz_get_no_new_privs() == 1,
-                     effectiveCapabilities: UInt64(pvz_effective_capabilities()), seccomp: settings.seccomp)
+        return state
     }
 
     static func errnoText(_ e: Int32 = errno) -> String { "\(String(cString: strerror(e))) (errno \(e))" }

@@ -178,18 +178,28 @@ struct VhostUserPVZ: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &set, nil)
         signal(SIGPIPE, SIG_IGN)
 
-        let daemon: Daemon
+        // Sockets first (they may need root), then the sandbox, then the
+        // daemon and its threads: every thread is born inside the sandbox.
+        let listeners: ListenerPlan
         do {
             let inherited = try SystemdActivation.take(environment: ProcessInfo.processInfo.environment)
-            daemon = try Daemon(config: config, logger: logger, inherited: inherited)
+            listeners = try ListenerPlan.open(config, inherited: inherited)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)
         }
+        let daemon: Daemon
         do {
             let state = try Sandbox.enter(config.sandbox)
             logger.info("sandbox: \(state)")
             if let s = config.stateFile { try checkWritable(directoryOf: s) }
+            daemon = try Daemon(config: config, logger: logger, listeners: listeners)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            listeners.discard()
+            throw ExitCode(1)
+        }
+        do {
             try daemon.start()
         } catch {
             logger.critical("cannot start: \(error)")
