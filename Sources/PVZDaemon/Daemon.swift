@@ -188,6 +188,8 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             do { return .success(dtbo: try makeOverlay(d)) } catch {
                 return .failure(ControlErrorCode.internalError, "overlay for \(osid): \(error)")
             }
+        case .metrics:
+            return .success(metrics: metrics())
         case .prepare(let osid, let domain):
             guard let rt = runtime(osid) else { return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid) (configured: \(guests.map { $0.config.spec.osid.rawValue }))") }
             // A front-end of another domain still on the socket: this domain's QEMU could not connect.
@@ -201,6 +203,33 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             if let domain { rt.domain.withLock { $0 = domain } }
             return .success(guest: guestStatus(rt), message: "socket \(socketLabel(rt)) is listening")
         }
+    }
+
+    /// `metrics`: the ledger's call counters and heaps, the device's and GPU's counters.
+    public func metrics() -> DaemonMetrics {
+        let gs = guests.map { rt -> GuestMetrics in
+            let osid = rt.config.spec.osid
+            let st = server.snapshot(osid: osid)
+            let gc = rt.device.gpu.counters
+            var byFunction: [NamedCount] = []
+            var byStatus: [NamedCount] = []
+            if let st {
+                for (i, n) in st.callsByFunction.enumerated() {
+                    byFunction.append(NamedCount(name: PVZFunction(rawValue: UInt32(i))?.name ?? "UNKNOWN", count: n))
+                }
+                for (i, n) in st.callsByStatus.enumerated() {
+                    byStatus.append(NamedCount(name: PVZStatus(rawValue: UInt32(i))?.name ?? "STATUS_\(i)", count: n))
+                }
+            }
+            return GuestMetrics(osid: osid.rawValue, domain: rt.domain.withLock { $0 }, listening: rt.server.isListening,
+                                connected: rt.server.isConnected, online: st?.online ?? false,
+                                needsReset: rt.server.stats.needsReset.load(ordering: .relaxed),
+                                callsByFunction: byFunction, callsByStatus: byStatus, kicks: gc.kicks, commands: gc.commands,
+                                faults: gc.faults, events: gc.events, eventsDropped: gc.eventsDropped,
+                                heapBytes: (st?.heaps ?? []).reduce(0) { $0 &+ $1.size }, disconnects: st?.disconnects ?? 0)
+        }
+        return DaemonMetrics(uptimeSeconds: Date().timeIntervalSince(started), hostHeapBytes: server.hostPoolUsed,
+                             invalidOsidCalls: server.invalidOSIDCalls, guests: gs)
     }
 
     private func failure(_ e: PVZError) -> ControlResponse {
