@@ -80,4 +80,7 @@ public struct EventBacklog: Sendable {
     public func peek() -> GPUEvent? { count > 0 ? storage[head] : nil }
 
     public mutating func removeAll() { head = 0; count = 0 }
+
+    /// The drop count carried over from a migrated source.
+    public mutating func setDropped(_ n: UInt64) { dropped = n }
 }

@@ -37,6 +37,12 @@ public enum FirmwareFault: UInt32, Sendable, Equatable {
     case writeOffsetUnaligned = 7
     /// The kickq buffer was not 8 bytes or had flags set (detail: its length).
     case badKick = 8
+    /// The OSID already had `GuestGPU.maxQueuedKicks` kicks queued: this one
+    /// was returned at once, not run (detail: the kick's write_offset).
+    case kickQueueFull = 9
+    /// The kick was returned without running: its ring stopped (pause,
+    /// reset, disconnect) before the firmware reached it (detail: write_offset).
+    case kickCancelled = 10
     // one command
     case unknownOp = 16
     case reservedFlags = 17
@@ -193,6 +199,34 @@ public struct Firmware: Sendable {
         if t < UInt64(Ring.reservedHeaderBytes) { return .targetInRingArea }
         if t >= UInt64(Ring.headerSize), t < UInt64(ringEnd) { return .targetInRingArea }
         return nil
+    }
+
+    /// What a migration carries of the firmware (its own copies, not the heap's).
+    public struct Snapshot: Equatable, Sendable, Codable {
+        public var readOffset: UInt32
+        public var completedSeq: UInt64
+        public var ringSize: UInt32
+        public var lastTimestamp: UInt64
+    }
+
+    public var snapshot: Snapshot {
+        Snapshot(readOffset: readOffset, completedSeq: completedSeq, ringSize: ringSize, lastTimestamp: lastTimestamp)
+    }
+
+    /// A migrated firmware: a ring size that is not a power of two of at
+    /// least one command, or a read offset outside it, is refused.
+    public mutating func restore(_ m: Snapshot) -> Bool {
+        if m.ringSize != 0 {
+            guard m.ringSize >= UInt32(Ring.commandSize), m.ringSize & (m.ringSize - 1) == 0,
+                  m.readOffset < m.ringSize, m.readOffset % UInt32(Ring.commandSize) == 0 else { return false }
+        } else if m.readOffset != 0 {
+            return false
+        }
+        readOffset = m.readOffset
+        completedSeq = m.completedSeq
+        ringSize = m.ringSize
+        lastTimestamp = m.lastTimestamp
+        return true
     }
 
     /// Forget the ring (unmap, offline, device reset).

@@ -23,45 +23,99 @@ public struct KickRequest: Equatable, Sendable {
 }
 
 /// One OSID's firmware bound to its heap and register bank: what the glue
-/// submits to the scheduler on each kick. `detach()` waits for a running kick
-/// to finish, so once it returns the heap's memory may be unmapped.
+/// submits to the scheduler on each kick.
+///
+/// Lifetime rule: while attached, the instance holds the heap's owner (the
+/// guest memory object whose mapping backs the heap), so the mapping cannot
+/// be unmapped under a kick. `detach()` and `interrupt()` ask a running kick
+/// to stop at the next command boundary and return once it has, so the wait
+/// is bounded by one command, never by the ring's length or the queue.
 public final class FirmwareInstance: Sendable {
     public let bank: RegisterBank
-    private struct State {
+    private struct State: @unchecked Sendable {
         var firmware: Firmware
-        /// Host address and size of the heap (an address, not a pointer, so
-        /// the state stays Sendable; valid only while attached).
-        var heapBase: UInt = 0
-        var heapSize = 0
+        var heap: UnsafeMutableRawBufferPointer?
+        /// Keeps `heap`'s mapping alive while attached.
+        var owner: AnyObject?
+        /// A migrated firmware's progress, applied at the next attach.
+        var pending: Firmware.Snapshot?
     }
     private let state: Mutex<State>
+    /// Set by detach/interrupt: a running kick stops at its next command boundary.
+    private let stopRequests = Atomic<Int>(0)
 
     public init(bank: RegisterBank) {
         self.bank = bank
         state = Mutex(State(firmware: Firmware(osid: bank.osid)))
     }
 
-    /// Starts the firmware on a heap (host view of the guest's firmware heap).
-    public func attach(heap: UnsafeMutableRawBufferPointer) {
+    /// Starts the firmware on a heap (host view of the guest's firmware heap)
+    /// held alive by `owner`. `keepRing` re-points a running firmware at a new
+    /// mapping of the same heap (a memory-table change) without forgetting
+    /// where its ring was.
+    public func attach(heap: UnsafeMutableRawBufferPointer, owner: AnyObject, keepRing: Bool = false) {
+        stopRequests.add(1, ordering: .relaxed)
         state.withLock { s in
-            s.firmware.reset()
-            s.heapBase = UInt(bitPattern: heap.baseAddress)
-            s.heapSize = heap.count
+            if let p = s.pending {
+                s.firmware.reset()
+                _ = s.firmware.restore(p)
+                s.pending = nil
+            } else if !keepRing {
+                s.firmware.reset()
+            }
+            s.heap = heap
+            s.owner = owner
         }
+        stopRequests.subtract(1, ordering: .relaxed)
         bank.setStatus([.running, .heapMapped], true)
     }
 
-    /// Stops it; returns after any kick in progress has finished.
+    /// Stops it: a running kick ends at a command boundary; once this returns
+    /// nothing touches the heap and its owner is released.
     public func detach() {
-        state.withLock { s in
-            s.heapBase = 0
-            s.heapSize = 0
+        stopRequests.add(1, ordering: .relaxed)
+        let owner = state.withLock { s -> AnyObject? in
+            s.heap = nil
+            s.pending = nil
             s.firmware.reset()
+            defer { s.owner = nil }
+            return s.owner
         }
+        stopRequests.subtract(1, ordering: .relaxed)
         bank.setStatus([.running, .heapMapped], false)
+        // The last reference may unmap the memory: outside the lock.
+        _ = owner
     }
 
-    public var isAttached: Bool { state.withLock { $0.heapBase != 0 } }
+    /// Makes a running kick stop at its next command boundary (it reports
+    /// `preempted`) and returns once it has; the firmware stays attached.
+    public func interrupt() {
+        stopRequests.add(1, ordering: .relaxed)
+        state.withLock { _ in }
+        stopRequests.subtract(1, ordering: .relaxed)
+    }
+
+    public var isAttached: Bool { state.withLock { $0.heap != nil } }
+
+    /// The firmware's own progress, for a migration (the device is stopped).
+    public var snapshot: Firmware.Snapshot { state.withLock { $0.firmware.snapshot } }
+
+    /// Whether a migrated firmware's progress holds together.
+    public func checkRestore(_ m: Firmware.Snapshot) -> Bool {
+        var f = Firmware(osid: bank.osid)
+        return f.restore(m)
+    }
+
+    /// Takes a migrated firmware's progress; false (nothing changed) when it
+    /// does not hold together. Detached, it is kept for the next attach (the
+    /// memory table arrives after the state on the destination).
+    public func restore(_ m: Firmware.Snapshot) -> Bool {
+        guard checkRestore(m) else { return false }
+        state.withLock { s in
+            if s.heap == nil { s.pending = m } else { _ = s.firmware.restore(m) }
+        }
+        return true
+    }
 
     /// Serves one kick buffer's bytes. nil when detached or when the kick
     /// buffer is malformed (not 8 bytes, flags not 0): the latter raises a
@@ -77,13 +131,15 @@ public final class FirmwareInstance: Sendable {
     }
 
     /// `deadlineNs` (bank clock, 0 = none): the HCS deadline of this run.
+    /// A stop request (detach, interrupt) ends the run early like a deadline.
     @discardableResult
     public func kick(writeOffset: UInt32, deadlineNs: UInt64 = 0) -> FirmwareRunResult? {
         let bank = self.bank
         let r = state.withLock { s -> FirmwareRunResult? in
-            guard let base = UnsafeMutableRawPointer(bitPattern: s.heapBase) else { return nil }
-            let heap = UnsafeMutableRawBufferPointer(start: base, count: s.heapSize)
-            let deadline: (() -> Bool)? = deadlineNs == 0 ? nil : { bank.clockNs >= deadlineNs }
+            guard let heap = s.heap else { return nil }
+            let deadline: () -> Bool = { [unowned self] in
+                stopRequests.load(ordering: .relaxed) != 0 || (deadlineNs != 0 && bank.clockNs >= deadlineNs)
+            }
             return s.firmware.run(heap: heap, upTo: writeOffset, clockNs: bank.clockNs, deadline: deadline) { bank.raise($0) }
         }
         if let r { bank.recordKick(r) }

@@ -99,12 +99,23 @@ public final class FirmwareScheduler: @unchecked Sendable {
     // MARK: control
 
     /// Queues a batch for `osid`. False if the OSID is out of range or the
-    /// scheduler is shut down.
+    /// scheduler is shut down. `first` puts it before the OSID's other
+    /// batches: the rest of a pre-empted kick must run before later kicks of
+    /// the same ring.
     @discardableResult
-    public func submit(osid: OSID, work: @escaping Work) -> Bool {
+    public func submit(osid: OSID, first: Bool = false, work: @escaping Work) -> Bool {
         locked {
             guard !stopping, let i = index(osid) else { return false }
-            queues[i].items.append(work)
+            if first {
+                if queues[i].head > 0 {
+                    queues[i].head -= 1
+                    queues[i].items[queues[i].head] = work
+                } else {
+                    queues[i].items.insert(work, at: 0)
+                }
+            } else {
+                queues[i].items.append(work)
+            }
             pthread_cond_broadcast(cond)
             return true
         }

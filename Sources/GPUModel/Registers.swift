@@ -73,6 +73,9 @@ public final class RegisterBank: RegisterFile, Sendable {
     /// B<<48 | V<<32 | N<<16 | C.
     public let bvnc: UInt64
     private let epoch: ContinuousClock.Instant
+    /// Added to the local clock so a migrated GPU's clock carries on from
+    /// where the source's was (TIMESTAMP never goes back).
+    private let clockOffset = Atomic<UInt64>(0)
     private let state: Mutex<BankState>
 
     /// Rogue 36.52.104.182, a GE8300-class core.
@@ -89,7 +92,7 @@ public final class RegisterBank: RegisterFile, Sendable {
     public var clockNs: UInt64 {
         let d = ContinuousClock.now - epoch
         let (s, atto) = d.components
-        return UInt64(max(s, 0)) &* 1_000_000_000 &+ UInt64(max(atto, 0) / 1_000_000_000)
+        return (UInt64(max(s, 0)) &* 1_000_000_000 &+ UInt64(max(atto, 0) / 1_000_000_000)) &+ clockOffset.load(ordering: .relaxed)
     }
 
     // MARK: RegisterFile
@@ -200,6 +203,13 @@ public final class RegisterBank: RegisterFile, Sendable {
     public var pendingEvents: Int { state.withLock { $0.backlog.count } }
     public var droppedEvents: UInt64 { state.withLock { $0.backlog.dropped } }
 
+    /// Raises a firmware fault that no kick run reported (a refused or
+    /// cancelled kick) and counts it.
+    public func raiseFault(_ f: FirmwareFault, detail: UInt32) {
+        state.withLock { $0.faults &+= 1 }
+        raise(GPUEvent(type: .firmware, code: GPUEvent.codeFirmwareFault, value: UInt64(f.rawValue) << 32 | UInt64(detail)))
+    }
+
     /// Records a served kick: mirrors read offset / completed seq, counts.
     public func recordKick(_ r: FirmwareRunResult) {
         state.withLock { s in
@@ -223,5 +233,84 @@ public final class RegisterBank: RegisterFile, Sendable {
             s.fwStatus = []
             s.backlog.removeAll()
         }
+    }
+
+    // MARK: migration
+
+    /// Everything of the bank that lives only in the daemon, for a live
+    /// migration of its guest.
+    public struct Snapshot: Equatable, Sendable, Codable {
+        public var fwStatus: UInt32
+        public var irqStatus: UInt32
+        public var irqEnable: UInt32
+        public var scratch: UInt32
+        public var fwReadOffset: UInt32
+        public var completedSeq: UInt64
+        public var calls: UInt32
+        public var kicks: UInt32
+        public var commands: UInt32
+        public var faults: UInt32
+        public var eventsRaised: UInt32
+        public var eventsDropped: UInt64
+        public var clockNs: UInt64
+        /// Pending events, oldest first: (type, code, value).
+        public var events: [[UInt64]]
+    }
+
+    public func snapshot() -> Snapshot {
+        let clock = clockNs
+        return state.withLock { s in
+            var events: [[UInt64]] = []
+            var b = s.backlog
+            while let e = b.pop() { events.append([UInt64(e.type.rawValue), UInt64(e.code), e.value]) }
+            return Snapshot(fwStatus: s.fwStatus.rawValue, irqStatus: s.irqStatus, irqEnable: s.irqEnable, scratch: s.scratch,
+                            fwReadOffset: s.fwReadOffset, completedSeq: s.completedSeq, calls: s.calls, kicks: s.kicks,
+                            commands: s.commands, faults: s.faults, eventsRaised: s.eventsRaised,
+                            eventsDropped: s.backlog.dropped, clockNs: clock, events: events)
+        }
+    }
+
+    /// Takes a source's bank over. Values from the wire are checked: an
+    /// IRQ bit outside the mask or a malformed event is refused, as are
+    /// more events than the backlog holds.
+    public func restore(_ m: Snapshot) throws(BankRestoreError) {
+        guard m.irqStatus & ~Reg.irqMask == 0, m.irqEnable & ~Reg.irqMask == 0 else {
+            throw .invalid("IRQ bits 0x\(String(m.irqStatus | m.irqEnable, radix: 16)) outside the mask 0x\(String(Reg.irqMask, radix: 16))")
+        }
+        var backlog = EventBacklog(capacity: state.withLock { $0.backlog.capacity })
+        guard m.events.count <= backlog.capacity else {
+            throw .invalid("\(m.events.count) pending events, the backlog holds \(backlog.capacity)")
+        }
+        for e in m.events {
+            guard e.count == 3, e[0] <= UInt64(UInt32.max), e[1] <= UInt64(UInt32.max),
+                  let kind = GPUEvent.Kind(rawValue: UInt32(e[0])) else {
+                throw .invalid("malformed pending event \(e)")
+            }
+            backlog.push(GPUEvent(type: kind, code: UInt32(e[1]), value: e[2]))
+        }
+        backlog.setDropped(m.eventsDropped)
+        let local = clockNs &- clockOffset.load(ordering: .relaxed)
+        clockOffset.store(m.clockNs > local ? m.clockNs - local : 0, ordering: .relaxed)
+        state.withLock { s in
+            s.fwStatus = FirmwareStatus(rawValue: m.fwStatus & 0x1F)
+            s.irqStatus = m.irqStatus
+            s.irqEnable = m.irqEnable
+            s.scratch = m.scratch
+            s.fwReadOffset = m.fwReadOffset
+            s.completedSeq = m.completedSeq
+            s.calls = m.calls
+            s.kicks = m.kicks
+            s.commands = m.commands
+            s.faults = m.faults
+            s.eventsRaised = m.eventsRaised
+            s.backlog = backlog
+        }
+    }
+}
+
+public enum BankRestoreError: Error, Equatable, CustomStringConvertible {
+    case invalid(String)
+    public var description: String {
+        switch self { case .invalid(let s): return "register bank state: \(s)" }
     }
 }

@@ -80,6 +80,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             let vs = try VhostUserServer(listenFD: listener.fd, socketFile: listener.file, ownsSocketFile: listener.ownsFile,
                                          access: config.socketAccess, device: dev, logger: l)
             dev.vhostServer = vs
+            dev.crashPoint = CrashPoint(environment: ProcessInfo.processInfo.environment["PVZ_TEST_CRASH"])
             if let store { dev.ledgerChanged = { [server, logger] in if let e = store.save(server.persistedState()) { logger.error("\(e)") } } }
             gpu.wake = { [weak vs] in vs?.wake() }
             rts.append(GuestRuntime(config: g, device: dev, server: vs))
@@ -145,7 +146,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
 
     public func vmOffline(_ osid: OSID) throws(PVZError) -> OfflineResult {
         let rt = runtime(osid)
-        let r = try server.onVmOffline(osid: osid) { _ in rt?.device.gpu.stopFirmware(timeoutSeconds: 2) ?? true }
+        let r = try server.onVmOffline(osid: osid) { _ in rt?.device.gpu.stopFirmware() ?? true }
         persist()
         if let rt {
             rt.device.gpu.vmOffline()

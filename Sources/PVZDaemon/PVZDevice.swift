@@ -1,4 +1,7 @@
 import GPUModel
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import PVZServer
 import Synchronization
@@ -17,10 +20,14 @@ public struct GuestSettings: Sendable, Equatable {
     }
 }
 
-/// The guest's RAM as the live vhost-user memory table says.
-struct MemoryTableRAM: GuestRAM {
+/// What the PVZ server may ask of the guest's side during a call: is a range
+/// in its RAM (the live memory table), and let go of a firmware heap (the
+/// firmware stops and detaches before the ledger drops the heap).
+struct GuestSide: GuestRAM, FirmwareControl {
     let memory: GuestMemory
+    let gpu: GuestGPU
     func contains(_ r: IPARange) -> Bool { memory.contains(gpa: r.start.rawValue, size: r.size) }
+    func release(_ heap: HeapRecord) { gpu.releaseFirmware() }
 }
 
 /// virtio-pvz on the vhost-user engine: hypercallq → PVZ server, eventq ←
@@ -50,8 +57,14 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     /// send CONFIG_CHANGE_MSG.
     private let configDirty = Atomic<Bool>(false)
     private let connected = Atomic<Bool>(false)
+    /// Test-only fault injection (PVZ_TEST_CRASH): exits the process at a
+    /// chosen point of a call, as a SIGKILL there would.
+    var crashPoint: CrashPoint?
     /// Called on the guest thread after a call changed the ledger (persists it).
     var ledgerChanged: () -> Void = {}
+    /// Lifecycle lines a guest causes (resets, releases) are info, but a guest
+    /// resetting in a loop must not flood the log. Guest thread only.
+    private var lifecycleLog = RateLimit(burst: 20, perSecond: 2)
     /// The engine's server for this guest, to ring its doorbell from other threads.
     public weak var vhostServer: VhostUserServer?
 
@@ -113,23 +126,48 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
         }
     }
 
-    public func frontEndDisconnected(_ ctx: BackendContext) {
+    public func frontEndDisconnected(_ ctx: BackendContext, reason: DisconnectReason) {
         connected.store(false, ordering: .releasing)
-        // The firmware must not touch guest memory that is about to be unmapped.
-        gpu.detachMemory()
         _ = try? server.guestDisconnected(osid: osid)
+        if reason == .serverStopping {
+            // A daemon restart keeps everything: the front-end reconnects to
+            // the next daemon and finds the ledger (state file) as it was.
+            gpu.releaseFirmware()
+            return
+        }
+        // The guest's front-end is gone for good (QEMU quit or crashed, the
+        // device was unplugged) or broke the protocol: release its device.
+        releaseDevice(why: reason == .frontEndClosed ? "front-end gone" : "front-end broke the protocol", dropMemory: true)
     }
 
     public func memoryChanged(_ ctx: BackendContext) {
         gpu.attachMemory(ctx.memory, fwHeap: server.configView(osid: osid)?.fwHeap?.ipa)
     }
 
+    /// RESET_DEVICE / RESET_OWNER: what a rebooting guest kernel or a driver
+    /// unbind does. The old boot's device config and heaps go; the VM stays online.
     public func reset(_ ctx: BackendContext) {
-        gpu.deviceReset()
+        releaseDevice(why: "device reset", dropMemory: false)
+        ctx.sendConfigChange()
     }
 
-    public func queueStopped(_ index: Int, _ ctx: BackendContext) {
-        if index == PVZIdentity.kickq { gpu.kickQueueStopped() }
+    /// Firmware first (cancel, stop at a command boundary, detach), then the ledger.
+    private func releaseDevice(why: String, dropMemory: Bool) {
+        let online = server.configView(osid: osid)?.online ?? false
+        gpu.resetDevice(online: online, dropMemory: dropMemory)
+        guard let r = try? server.releaseDevice(osid: osid) else { return }
+        if r.devConfigDestroyed || !r.freedHeaps.isEmpty {
+            ledgerChanged()
+            if let held = lifecycleLog.admit() {
+                logger.info("\(why): released the device (\(r.devConfigDestroyed ? "device config, " : "")\(r.freedHeaps.count) heaps); VM stays \(online ? "online" : "offline")\(held > 0 ? " (\(held) similar lines not logged)" : "")")
+            }
+        } else {
+            logger.debug("\(why): nothing to release")
+        }
+    }
+
+    public func queueStopping(_ index: Int, _ ctx: BackendContext) {
+        if index == PVZIdentity.kickq { gpu.kickQueueStopping(ctx.vrings[index]) }
     }
 
     public func wake(_ ctx: BackendContext) {
@@ -151,7 +189,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
 
     private func serveHypercalls(_ ctx: BackendContext) {
         let v = ctx.vrings[PVZIdentity.hypercallq]
-        let ram = MemoryTableRAM(memory: ctx.memory)
+        let side = GuestSide(memory: ctx.memory, gpu: gpu)
         var changed = false
         repeat {
             while true {
@@ -170,19 +208,33 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
                 let reqView = chain.readableLength > Self.maxMessage
                     ? UnsafeRawBufferPointer(request) : UnsafeRawBufferPointer(rebasing: request[0..<reqLen])
                 let respLen = min(chain.writableLength, Self.maxMessage)
-                let outcome = server.handleCall(osid: osid, request: reqView,
-                                                response: UnsafeMutableRawBufferPointer(rebasing: response[0..<respLen]),
-                                                ram: ram, registers: gpu.registers)
+                let respView = UnsafeMutableRawBufferPointer(rebasing: response[0..<respLen])
+                crashPoint?.reached(.beforeCall)
+                let outcome: CallOutcome
+                if v.lastChainReplayed, let answer = server.recordedAnswer(osid: osid, request: reqView, response: respView) {
+                    // In flight when the previous daemon died, and it had already
+                    // run: the guest gets that answer; nothing runs twice.
+                    outcome = answer
+                    logger.info("replayed \(answer.function?.name ?? "call") answered as recorded (\(answer.status.name))")
+                } else {
+                    outcome = server.handleCall(osid: osid, request: reqView, response: respView,
+                                                ram: side, registers: gpu.registers, firmware: side)
+                }
                 if outcome.status != .ok {
                     // Debug only: a hostile guest must not be able to flood the log.
                     logger.debug("call \(outcome.function?.name ?? "function \(outcome.rawFunction)") (request \(chain.readableLength) bytes, response room \(chain.writableLength)) -> \(outcome.status.name)")
                 }
                 if outcome.effect != .none {
-                    logger.info("\(outcome.function?.name ?? "?"): \(outcome.effect)")
+                    // Debug: the guest chooses how often it calls (3,000 WRITE_REGs
+                    // must not be 3,000 log lines); ledger changes show in status.
+                    logger.debug("\(outcome.function?.name ?? "?"): \(outcome.effect)")
                     // Before the guest sees the answer: the firmware is started and
                     // the ledger is on disk when the call returns.
                     gpu.apply(outcome.effect, memory: ctx.memory)
-                    if outcome.effect.changesLedger { ledgerChanged() }
+                    if outcome.effect.changesLedger {
+                        ledgerChanged()
+                        crashPoint?.reached(.afterLedgerWrite)
+                    }
                     changed = true
                 }
                 let written = chain.scatter(UnsafeRawBufferPointer(rebasing: response[0..<outcome.bytesWritten]))
@@ -219,12 +271,24 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     }
 }
 
-extension CallEffect {
-    /// Effects that change what must survive a restart (register writes do not).
-    var changesLedger: Bool {
-        switch self {
-        case .none, .registerWritten: return false
-        default: return true
-        }
+/// `PVZ_TEST_CRASH=before-call:N` or `after-ledger-write:N`: the daemon
+/// exits (status 99, no clean-up) the Nth time it reaches that point of a
+/// hypercall. For the exactly-once tests only; unset in every deployment.
+final class CrashPoint: @unchecked Sendable {
+    enum Point: String { case beforeCall = "before-call", afterLedgerWrite = "after-ledger-write" }
+    let point: Point
+    private var remaining: Int
+
+    init?(environment value: String?) {
+        guard let v = value, let colon = v.firstIndex(of: ":"),
+              let p = Point(rawValue: String(v[..<colon])), let n = Int(v[v.index(after: colon)...]), n > 0 else { return nil }
+        point = p
+        remaining = n
+    }
+
+    func reached(_ p: Point) {
+        guard p == point else { return }
+        remaining -= 1
+        if remaining == 0 { _exit(99) }
     }
 }

@@ -7,6 +7,21 @@ public protocol GuestRAM {
     func contains(_ range: IPARange) -> Bool
 }
 
+/// The OSID's firmware as the server sees it: a firmware heap leaves the
+/// ledger (UNMAP, DESTROY) only after the glue has stopped the firmware and
+/// detached it, so no firmware access can reach memory the guest takes back.
+public protocol FirmwareControl {
+    /// Stops the firmware at a command boundary (queued kicks are cancelled)
+    /// and detaches it from `heap`. Returns once nothing can touch the heap.
+    func release(_ heap: HeapRecord)
+}
+
+/// For callers with no firmware (tests of the ledger).
+public struct NoFirmware: FirmwareControl {
+    public init() {}
+    public func release(_ heap: HeapRecord) {}
+}
+
 /// An OSID's register bank (GPUModel's RegisterBank conforms). Offsets reach
 /// it already checked to be 4-aligned and inside the 64 KiB bank.
 public protocol RegisterFile {
@@ -56,5 +71,15 @@ public struct CallOutcome: Equatable, Sendable {
     public init(bytesWritten: Int, rawFunction: UInt32, function: PVZFunction?, status: PVZStatus, effect: CallEffect) {
         self.bytesWritten = bytesWritten; self.rawFunction = rawFunction; self.function = function
         self.status = status; self.effect = effect
+    }
+}
+
+extension CallEffect {
+    /// Effects that change what must survive a restart (register writes do not).
+    public var changesLedger: Bool {
+        switch self {
+        case .none, .registerWritten: return false
+        default: return true
+        }
     }
 }

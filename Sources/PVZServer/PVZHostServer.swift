@@ -2,14 +2,18 @@ import Synchronization
 
 /// The host PVZ server (sGuestFuncTab + sConfigFuncTab) and the VM manager's
 /// entry points (sVmmFuncTab, in VMManagerCalls.swift) for every guest OSID.
-/// Thread-safe: one Mutex guards the ledger; it is held only for the
-/// bookkeeping of a call, never across the glue's callbacks (GuestRAM,
-/// RegisterFile, the firmware-idle wait).
+/// Thread-safe, per OSID: a guest's call takes only its own ledger's lock
+/// (one hold for its bookkeeping, none for the online check), never one that
+/// another guest's call takes; the shared host heap pool is locked only by
+/// heap creation and release. No lock is held across the glue's callbacks
+/// (GuestRAM, RegisterFile, FirmwareControl).
 public final class PVZHostServer: Sendable {
     public let maxOSIDs: UInt32
-    let state: Mutex<ServerState>
-    /// Configuration, immutable after init: readable without the lock.
-    let specs: [GuestSpec?]
+    /// Index = OSID raw value; nil for OSIDs without a configured guest (and 0, the host).
+    let ledgers: [GuestLedger?]
+    let shared: Mutex<SharedState>
+    /// Calls for OSIDs without a guest (counted, then refused).
+    let invalidOSIDCount = Atomic<UInt64>(0)
 
     /// - Parameter hostPoolSize: bytes of host-origin heap all guests together
     ///   may hold (the emulated GPU's local memory); nil means only each
@@ -28,11 +32,14 @@ public final class PVZHostServer: Sendable {
             specs[Int(g.osid.rawValue)] = g
         }
         self.maxOSIDs = maxOSIDs
-        self.specs = specs
-        self.state = Mutex(ServerState(
-            guests: specs.map { $0.map(GuestSlot.init(spec:)) },
-            priorities: Array(repeating: 0, count: Int(maxOSIDs)),
-            hostPoolLimit: hostPoolSize ?? UInt64.max))
+        self.ledgers = specs.map { $0.map(GuestLedger.init(spec:)) }
+        self.shared = Mutex(SharedState(priorities: Array(repeating: 0, count: Int(maxOSIDs)),
+                                        hostPoolLimit: hostPoolSize ?? UInt64.max))
+    }
+
+    /// The ledger of a configured guest OSID, nil if none.
+    func ledger(_ osid: OSID) -> GuestLedger? {
+        osid.rawValue < maxOSIDs ? ledgers[Int(osid.rawValue)] : nil
     }
 
     static func validate(_ g: GuestSpec) throws(PVZConfigError) {
@@ -57,9 +64,7 @@ public final class PVZHostServer: Sendable {
     }
 
     /// The configuration of a guest OSID, nil if none.
-    public func spec(of osid: OSID) -> GuestSpec? {
-        osid.rawValue < maxOSIDs ? specs[Int(osid.rawValue)] : nil
-    }
+    public func spec(of osid: OSID) -> GuestSpec? { ledger(osid)?.spec }
 
     // MARK: the hypercall entry point
 
@@ -67,7 +72,8 @@ public final class PVZHostServer: Sendable {
     /// socket, never from the request). Writes the response header (when
     /// `response` holds 16 bytes) and, on OK, the function's output.
     public func handleCall(osid: OSID, request: UnsafeRawBufferPointer, response: UnsafeMutableRawBufferPointer,
-                           ram: some GuestRAM, registers: some RegisterFile) -> CallOutcome {
+                           ram: some GuestRAM, registers: some RegisterFile,
+                           firmware: some FirmwareControl = NoFirmware()) -> CallOutcome {
         let header = HypercallRequestHeader.decode(from: request)
         let raw = header?.function ?? 0
         let function = header.flatMap { PVZFunction(rawValue: $0.function) }
@@ -77,7 +83,7 @@ public final class PVZHostServer: Sendable {
             status = .malformedRequest
         } else if let header {
             (status, effect) = dispatch(osid: osid, header: header, function: function, request: request,
-                                        response: response, ram: ram, registers: registers)
+                                        response: response, ram: ram, registers: registers, firmware: firmware)
         } else {
             status = .malformedRequest
         }
@@ -93,13 +99,37 @@ public final class PVZHostServer: Sendable {
                            function: function, status: status, effect: status == .ok ? effect : .none)
     }
 
-    private func record(osid: OSID, rawFunction: UInt32, status: PVZStatus) {
-        state.withLock { s in
-            if osid.rawValue < s.guests.count, s.guests[Int(osid.rawValue)] != nil {
-                s.guests[Int(osid.rawValue)]!.count(function: rawFunction, status: status)
-            } else {
-                s.invalidOSIDCalls &+= 1
+    /// A request replayed after a daemon restart (it was in flight when the
+    /// old daemon died): if it is a ledger-changing call that already ran,
+    /// writes its original answer and returns the outcome; nil means it never
+    /// ran and must run now. Matches on the whole request (its request id included).
+    public func recordedAnswer(osid: OSID, request: UnsafeRawBufferPointer,
+                               response: UnsafeMutableRawBufferPointer) -> CallOutcome? {
+        guard let l = ledger(osid), request.count >= HypercallRequestHeader.size,
+              response.count >= HypercallResponseHeader.size,
+              let header = HypercallRequestHeader.decode(from: request) else { return nil }
+        let found = l.slot.withLock { g -> CallRecord? in
+            g.recentCalls.last { $0.request.elementsEqual(request) }
+        }
+        guard let found else { return nil }
+        let room = response.count - HypercallResponseHeader.size
+        let out = found.output.count <= room ? found.output.count : 0
+        HypercallResponseHeader(status: found.status.rawValue, function: header.function, requestID: header.requestID)
+            .encode(into: response)
+        if out > 0 {
+            found.output.withUnsafeBytes {
+                UnsafeMutableRawBufferPointer(rebasing: response[HypercallResponseHeader.size...]).copyMemory(from: $0)
             }
+        }
+        return CallOutcome(bytesWritten: HypercallResponseHeader.size + out, rawFunction: header.function,
+                           function: PVZFunction(rawValue: header.function), status: found.status, effect: .none)
+    }
+
+    private func record(osid: OSID, rawFunction: UInt32, status: PVZStatus) {
+        if let l = ledger(osid) {
+            l.slot.withLock { $0.count(function: rawFunction, status: status) }
+        } else {
+            invalidOSIDCount.add(1, ordering: .relaxed)
         }
     }
 
@@ -107,12 +137,13 @@ public final class PVZHostServer: Sendable {
     /// room for the output, dev_id; then the function's own checks.
     private func dispatch(osid: OSID, header: HypercallRequestHeader, function: PVZFunction?,
                           request: UnsafeRawBufferPointer, response: UnsafeMutableRawBufferPointer,
-                          ram: some GuestRAM, registers: some RegisterFile) -> (PVZStatus, CallEffect) {
-        guard let spec = spec(of: osid) else { return (.invalidOSID, .none) }
-        // Checked again under the lock by every call that changes the ledger:
-        // OnVmOffline may run between here and there.
-        let online = state.withLock { $0.guests[Int(osid.rawValue)]!.online }
-        guard online else { return (.vmOffline, .none) }
+                          ram: some GuestRAM, registers: some RegisterFile,
+                          firmware: some FirmwareControl) -> (PVZStatus, CallEffect) {
+        guard let ledger = ledger(osid) else { return (.invalidOSID, .none) }
+        let spec = ledger.spec
+        // Lock-free; checked again under the ledger's lock by every call that
+        // changes it: OnVmOffline may run between here and there.
+        guard ledger.online.load(ordering: .acquiring) else { return (.vmOffline, .none) }
         guard let function else { return (.malformedRequest, .none) }
         let inSize = function.inputSize
         // Exact length: a longer request is as suspect as a shorter one.
@@ -121,57 +152,72 @@ public final class PVZHostServer: Sendable {
         guard header.devID == 0 else { return (.invalidParams, .none) }
         let input = UnsafeRawBufferPointer(rebasing: request[HypercallRequestHeader.size...])
         let output = UnsafeMutableRawBufferPointer(rebasing: response[HypercallResponseHeader.size...])
-        let i = Int(osid.rawValue)
         let policy = spec.policy
 
         switch function {
         case .createDevConfig:
-            let st = state.withLock { s -> PVZStatus in
-                guard s.guests[i]!.online else { return .vmOffline }
-                if s.guests[i]!.devConfigCreated { return .alreadyExists }
-                s.guests[i]!.devConfigCreated = true
+            let out = UnsafeMutableRawBufferPointer(rebasing: output[..<function.outputSize])
+            let st = ledger.withSlot { g -> PVZStatus in
+                guard g.online else { return .vmOffline }
+                if g.devConfigCreated { return .alreadyExists }
+                g.devConfigCreated = true
+                CreateDevConfigOutput(irq: policy.irq, regsSize: UInt32(PVZLayout.registerBankSize),
+                                      regsPBase: spec.carveout.start.rawValue).encode(into: out)
+                g.remember(request: request, status: .ok, output: UnsafeRawBufferPointer(out))
                 return .ok
             }
             guard st == .ok else { return (st, .none) }
             let regs = spec.carveout.slice(offset: 0, size: PVZLayout.registerBankSize)!
-            CreateDevConfigOutput(irq: policy.irq, regsSize: UInt32(PVZLayout.registerBankSize),
-                                  regsPBase: spec.carveout.start.rawValue).encode(into: output)
             return (.ok, .devConfigCreated(irq: policy.irq, registers: regs))
 
         case .destroyDevConfig:
-            let st = state.withLock { s -> PVZStatus in
-                guard s.guests[i]!.online else { return .vmOffline }
-                guard s.guests[i]!.devConfigCreated else { return .notFound }
-                s.guests[i]!.devConfigCreated = false
+            let st = ledger.withSlot { g -> PVZStatus in
+                guard g.online else { return .vmOffline }
+                guard g.devConfigCreated else { return .notFound }
+                g.devConfigCreated = false
+                g.remember(request: request, status: .ok, output: UnsafeRawBufferPointer(start: nil, count: 0))
                 return .ok
             }
             return st == .ok ? (.ok, .devConfigDestroyed) : (st, .none)
 
         case .createDevPhysHeaps:
-            return createHostHeaps(osid: osid, spec: spec, output: output)
+            return createHostHeaps(ledger, output: output, request: request)
 
         case .destroyDevPhysHeaps:
             guard policy.hostHeapsAllowed else { return (.notImplemented, .none) }
-            let (online, freed) = state.withLock { s in
-                s.guests[i]!.online ? (true, Self.freeHostHeaps(&s, i)) : (false, nil)
-            }
+            // The firmware lets go of a host-origin firmware heap before it leaves the ledger.
+            let (online, created, fw) = ledger.slot.withLock { g in (g.online, g.hostHeapsCreated, g.hostFwHeap) }
             guard online else { return (.vmOffline, .none) }
+            guard created else { return (.notFound, .none) }
+            if let fw { firmware.release(fw) }
+            let (stillOnline, freed) = ledger.withSlot { g -> (Bool, (fw: HeapRecord?, gpu: HeapRecord?)?) in
+                guard g.online else { return (false, nil) }
+                let f = freeHostHeaps(&g)
+                if f != nil { g.remember(request: request, status: .ok, output: UnsafeRawBufferPointer(start: nil, count: 0)) }
+                return (true, f)
+            }
+            guard stillOnline else { return (.vmOffline, .none) }
             guard let freed else { return (.notFound, .none) }
             return (.ok, .heapsDestroyed(fw: freed.fw, gpu: freed.gpu))
 
         case .mapDevPhysHeap:
             let inp = MapDevPhysHeapInput.decode(from: input)!
-            return mapGuestFwHeap(osid: osid, spec: spec, input: inp, ram: ram)
+            return mapGuestFwHeap(ledger, input: inp, ram: ram, request: request)
 
         case .unmapDevPhysHeap:
             guard policy.fwHeapOrigin == .guest else { return (.invalidPVZConfig, .none) }
-            let (online, heap) = state.withLock { s -> (Bool, HeapRecord?) in
-                guard s.guests[i]!.online else { return (false, nil) }
-                let h = s.guests[i]!.guestFwHeap
-                s.guests[i]!.guestFwHeap = nil
-                return (true, h)
-            }
+            let (online, mapped) = ledger.slot.withLock { g in (g.online, g.guestFwHeap) }
             guard online else { return (.vmOffline, .none) }
+            guard let mapped else { return (.notFound, .none) }
+            // UNMAP answers OK only once the firmware is stopped and detached.
+            firmware.release(mapped)
+            let (stillOnline, heap) = ledger.withSlot { g -> (Bool, HeapRecord?) in
+                guard g.online else { return (false, nil) }
+                defer { g.guestFwHeap = nil }
+                if g.guestFwHeap != nil { g.remember(request: request, status: .ok, output: UnsafeRawBufferPointer(start: nil, count: 0)) }
+                return (true, g.guestFwHeap)
+            }
+            guard stillOnline else { return (.vmOffline, .none) }
             guard let heap else { return (.notFound, .none) }
             return (.ok, .fwHeapUnmapped(heap))
 
@@ -184,7 +230,7 @@ public final class PVZHostServer: Sendable {
         case .getDevPhysHeapAddrSize:
             let q = HeapQueryInput.decode(from: input)!
             guard let heap = PhysHeap(rawValue: q.heap) else { return (.invalidParams, .none) }
-            let slot = state.withLock { s in Self.heapView(s.guests[i]!) }
+            let slot = ledger.slot.withLock { Self.heapView($0) }
             guard let (size, addr) = Self.addrSize(of: heap, policy, slot) else { return (.notFound, .none) }
             HeapAddrSizeOutput(size: size, addr: addr).encode(into: output)
             return (.ok, .none)
@@ -214,33 +260,31 @@ public final class PVZHostServer: Sendable {
 
     // MARK: heaps
 
-    private func createHostHeaps(osid: OSID, spec: GuestSpec, output: UnsafeMutableRawBufferPointer) -> (PVZStatus, CallEffect) {
-        let p = spec.policy
+    private func createHostHeaps(_ ledger: GuestLedger, output: UnsafeMutableRawBufferPointer,
+                                 request: UnsafeRawBufferPointer) -> (PVZStatus, CallEffect) {
+        let spec = ledger.spec, p = spec.policy
         guard p.hostHeapsAllowed else { return (.notImplemented, .none) }
         guard p.fwHeapOrigin == .host || p.gpuHeapOrigin == .host else { return (.invalidPVZConfig, .none) }
-        let i = Int(osid.rawValue)
-        let result = state.withLock { s -> (PVZStatus, HeapRecord?, HeapRecord?, HeapView) in
-            var g = s.guests[i]!
-            guard g.online else { return (.vmOffline, nil, nil, Self.heapView(g)) }
-            guard !g.hostHeapsCreated else { return (.alreadyExists, nil, nil, Self.heapView(g)) }
+        let out = UnsafeMutableRawBufferPointer(rebasing: output[..<CreateDevPhysHeapsOutput.size])
+        let result = ledger.withSlot { g -> (PVZStatus, HeapRecord?, HeapRecord?) in
+            guard g.online else { return (.vmOffline, nil, nil) }
+            guard !g.hostHeapsCreated else { return (.alreadyExists, nil, nil) }
             let need = p.hostHeapBytes
-            guard need <= s.hostPoolLimit &- s.hostPoolUsed, s.hostPoolUsed <= s.hostPoolLimit,
-                  PVZLayout.registerBankSize + need <= spec.carveout.size else {
-                return (.outOfMemory, nil, nil, Self.heapView(g))
+            guard PVZLayout.registerBankSize + need <= spec.carveout.size,
+                  shared.withLock({ $0.reserve(need) }) else {
+                return (.outOfMemory, nil, nil)
             }
             (g.hostFwHeap, g.hostGpuHeap) = Self.hostHeapLayout(spec)
             g.hostHeapsCreated = true
-            s.hostPoolUsed += need
             let view = Self.heapView(g)
-            let (fw, gpu) = (g.hostFwHeap, g.hostGpuHeap)
-            s.guests[i] = g
-            return (.ok, fw, gpu, view)
+            let fw = Self.addrSize(of: .fwLocal, p, view) ?? (0, 0)
+            let gpu = Self.addrSize(of: .gpuLocal, p, view) ?? (0, 0)
+            CreateDevPhysHeapsOutput(type: p.heapType.rawValue, fwSize: fw.0, fwPAddr: fw.1,
+                                     gpuSize: gpu.0, gpuPAddr: gpu.1).encode(into: out)
+            g.remember(request: request, status: .ok, output: UnsafeRawBufferPointer(out))
+            return (.ok, g.hostFwHeap, g.hostGpuHeap)
         }
         guard result.0 == .ok else { return (result.0, .none) }
-        let fw = Self.addrSize(of: .fwLocal, p, result.3) ?? (0, 0)
-        let gpu = Self.addrSize(of: .gpuLocal, p, result.3) ?? (0, 0)
-        CreateDevPhysHeapsOutput(type: p.heapType.rawValue, fwSize: fw.0, fwPAddr: fw.1,
-                                 gpuSize: gpu.0, gpuPAddr: gpu.1).encode(into: output)
         return (.ok, .heapsCreated(fw: result.1, gpu: result.2))
     }
 
@@ -264,30 +308,28 @@ public final class PVZHostServer: Sendable {
         return (fw, gpu)
     }
 
-    /// Frees the host-origin heaps of slot `i`; nil when there were none.
-    static func freeHostHeaps(_ s: inout ServerState, _ i: Int) -> (fw: HeapRecord?, gpu: HeapRecord?)? {
-        guard s.guests[i]!.hostHeapsCreated else { return nil }
-        let g = s.guests[i]!
+    /// Frees the host-origin heaps of a guest (their bytes go back to the
+    /// pool); nil when there were none. Called under the guest's ledger lock.
+    func freeHostHeaps(_ g: inout GuestSlot) -> (fw: HeapRecord?, gpu: HeapRecord?)? {
+        guard g.hostHeapsCreated else { return nil }
         let freed = (g.hostFwHeap, g.hostGpuHeap)
-        s.hostPoolUsed -= g.spec.policy.hostHeapBytes
-        s.guests[i]!.hostFwHeap = nil
-        s.guests[i]!.hostGpuHeap = nil
-        s.guests[i]!.hostHeapsCreated = false
+        shared.withLock { $0.giveBack(g.spec.policy.hostHeapBytes) }
+        g.hostFwHeap = nil
+        g.hostGpuHeap = nil
+        g.hostHeapsCreated = false
         return freed
     }
 
-    private func mapGuestFwHeap(osid: OSID, spec: GuestSpec, input: MapDevPhysHeapInput,
-                                ram: some GuestRAM) -> (PVZStatus, CallEffect) {
-        let p = spec.policy
+    private func mapGuestFwHeap(_ ledger: GuestLedger, input: MapDevPhysHeapInput,
+                                ram: some GuestRAM, request: UnsafeRawBufferPointer) -> (PVZStatus, CallEffect) {
+        let spec = ledger.spec, p = spec.policy, osid = spec.osid
         guard p.fwHeapOrigin == .guest else { return (.invalidPVZConfig, .none) }
         let start = IPA(input.paddr)
         guard input.paddr != 0, start.isPageAligned, input.size == p.fwHeapSize else { return (.invalidParams, .none) }
         guard let range = IPARange(start: start, size: input.size) else { return (.addressOutOfRange, .none) }
         // Asked before taking the lock: the glue's memory table has its own.
         let inRAM = ram.contains(range)
-        let i = Int(osid.rawValue)
-        return state.withLock { s -> (PVZStatus, CallEffect) in
-            let g = s.guests[i]!
+        return ledger.withSlot { g -> (PVZStatus, CallEffect) in
             guard g.online else { return (.vmOffline, .none) }
             guard g.guestFwHeap == nil else { return (.alreadyExists, .none) }
             guard inRAM, !range.overlaps(spec.carveout) else { return (.addressOutOfRange, .none) }
@@ -296,7 +338,8 @@ public final class PVZHostServer: Sendable {
             if let h = g.hostFwHeap, h.ipa.overlaps(range) { return (.addressOutOfRange, .none) }
             if let h = g.hostGpuHeap, h.ipa.overlaps(range) { return (.addressOutOfRange, .none) }
             let rec = HeapRecord(osid: osid, heap: .fwLocal, origin: .guest, ipa: range, pa: PAWindow.guestHeap(osid))
-            s.guests[i]!.guestFwHeap = rec
+            g.guestFwHeap = rec
+            g.remember(request: request, status: .ok, output: UnsafeRawBufferPointer(start: nil, count: 0))
             return (.ok, .fwHeapMapped(rec))
         }
     }

@@ -17,6 +17,16 @@ public struct PersistedGuest: Codable, Equatable, Sendable {
     public var hostHeapsCreated: Bool
     /// IPA of the guest-origin firmware heap, if mapped (its size is the policy's).
     public var guestFwHeapIPA: UInt64?
+    /// Answers of this boot's last ledger-changing calls (exactly-once replay
+    /// after a restart). Absent in files written before it existed.
+    public var recentCalls: [PersistedCall]?
+}
+
+/// A `CallRecord` on disk.
+public struct PersistedCall: Codable, Equatable, Sendable {
+    public var request: [UInt8]
+    public var status: UInt32
+    public var output: [UInt8]
 }
 
 public struct PersistedState: Codable, Equatable, Sendable {
@@ -30,18 +40,20 @@ public struct PersistedState: Codable, Equatable, Sendable {
 
 extension PVZHostServer {
     public func persistedState() -> PersistedState {
-        state.withLock { s in
-            PersistedState(
-                version: PersistedState.currentVersion,
-                guests: s.guests.compactMap { g in
-                    g.map {
-                        PersistedGuest(osid: $0.spec.osid.rawValue, carveoutIPA: $0.spec.carveout.start.rawValue,
-                                       carveoutSize: $0.spec.carveout.size, online: $0.online, priority: $0.priority,
-                                       devConfigCreated: $0.devConfigCreated, hostHeapsCreated: $0.hostHeapsCreated,
-                                       guestFwHeapIPA: $0.guestFwHeap?.ipa.start.rawValue)
-                    }
-                },
-                priorities: s.priorities, isolationThreshold: s.isolationThreshold, hcsDeadline: s.hcsDeadline)
+        let guests = ledgers.compactMap { l in
+            l?.slot.withLock { g in
+                PersistedGuest(osid: g.spec.osid.rawValue, carveoutIPA: g.spec.carveout.start.rawValue,
+                               carveoutSize: g.spec.carveout.size, online: g.online, priority: g.priority,
+                               devConfigCreated: g.devConfigCreated, hostHeapsCreated: g.hostHeapsCreated,
+                               guestFwHeapIPA: g.guestFwHeap?.ipa.start.rawValue,
+                               recentCalls: g.recentCalls.map {
+                                   PersistedCall(request: $0.request, status: $0.status.rawValue, output: $0.output)
+                               })
+            }
+        }
+        return shared.withLock { s in
+            PersistedState(version: PersistedState.currentVersion, guests: guests,
+                           priorities: s.priorities, isolationThreshold: s.isolationThreshold, hcsDeadline: s.hcsDeadline)
         }
     }
 
@@ -53,32 +65,39 @@ extension PVZHostServer {
         guard p.version == PersistedState.currentVersion else {
             return ["state version \(p.version) is not \(PersistedState.currentVersion): ignored"]
         }
-        state.withLock { s in
+        shared.withLock { s in
             for (i, v) in p.priorities.enumerated() where i < s.priorities.count { s.priorities[i] = v }
             s.isolationThreshold = p.isolationThreshold
             s.hcsDeadline = p.hcsDeadline
-            for e in p.guests {
-                guard e.osid < UInt32(s.guests.count), var g = s.guests[Int(e.osid)] else {
-                    notes.append("OSID \(e.osid): no such guest in the configuration; entry dropped")
-                    continue
-                }
-                let spec = g.spec
-                guard spec.carveout.start.rawValue == e.carveoutIPA, spec.carveout.size == e.carveoutSize else {
-                    notes.append("OSID \(e.osid): carve-out changed since the state was saved; entry dropped")
-                    continue
-                }
-                let osid = spec.osid
+        }
+        for e in p.guests {
+            guard e.osid < maxOSIDs, let l = ledgers[Int(e.osid)] else {
+                notes.append("OSID \(e.osid): no such guest in the configuration; entry dropped")
+                continue
+            }
+            let spec = l.spec
+            guard spec.carveout.start.rawValue == e.carveoutIPA, spec.carveout.size == e.carveoutSize else {
+                notes.append("OSID \(e.osid): carve-out changed since the state was saved; entry dropped")
+                continue
+            }
+            let osid = spec.osid
+            let policy = spec.policy
+            l.withSlot { g in
                 g.online = e.online
                 g.priority = e.priority
                 g.devConfigCreated = e.devConfigCreated && e.online
-                let policy = spec.policy
-                if e.hostHeapsCreated && e.online && policy.hostHeapsAllowed
-                    && s.hostPoolUsed + policy.hostHeapBytes <= s.hostPoolLimit {
+                if e.hostHeapsCreated && e.online && policy.hostHeapsAllowed && !g.hostHeapsCreated
+                    && shared.withLock({ $0.reserve(policy.hostHeapBytes) }) {
                     (g.hostFwHeap, g.hostGpuHeap) = Self.hostHeapLayout(spec)
                     g.hostHeapsCreated = true
-                    s.hostPoolUsed += policy.hostHeapBytes
-                } else if e.hostHeapsCreated {
+                } else if e.hostHeapsCreated && !g.hostHeapsCreated {
                     notes.append("OSID \(e.osid): host heaps no longer allowed or no room; dropped")
+                }
+                // Hostile file: only well-formed records of known statuses, at most `kept`.
+                g.recentCalls = (e.recentCalls ?? []).suffix(CallRecord.kept).compactMap { c in
+                    guard e.online, c.request.count >= HypercallRequestHeader.size, c.request.count <= CallRecord.maxRequest,
+                          c.output.count <= CallRecord.maxOutput, let st = PVZStatus(rawValue: c.status) else { return nil }
+                    return CallRecord(request: c.request, status: st, output: c.output)
                 }
                 if let ipa = e.guestFwHeapIPA, e.online {
                     if policy.fwHeapOrigin == .guest, IPA(ipa).isPageAligned, ipa != 0,
@@ -88,7 +107,6 @@ extension PVZHostServer {
                         notes.append("OSID \(e.osid): saved firmware heap at 0x\(String(ipa, radix: 16)) no longer fits the policy; dropped")
                     }
                 }
-                s.guests[Int(e.osid)] = g
             }
         }
         return notes

@@ -62,19 +62,19 @@ public struct GuestConfigView: Equatable, Sendable {
 }
 
 extension PVZHostServer {
-    private func slotIndex(_ osid: OSID) throws(PVZError) -> Int {
-        guard spec(of: osid) != nil else { throw .invalidOSID(osid, maxOSIDs: maxOSIDs) }
-        return Int(osid.rawValue)
+    private func ledgerOf(_ osid: OSID) throws(PVZError) -> GuestLedger {
+        guard let l = ledger(osid) else { throw .invalidOSID(osid, maxOSIDs: maxOSIDs) }
+        return l
     }
 
     /// OnVmOnline: the guest may now call. Refused for an online OSID.
     public func onVmOnline(osid: OSID, priority: UInt32) throws(PVZError) {
-        let i = try slotIndex(osid)
-        let ok = state.withLock { s -> Bool in
-            guard !s.guests[i]!.online else { return false }
-            s.guests[i]!.online = true
-            s.guests[i]!.priority = priority
-            s.priorities[i] = priority
+        let l = try ledgerOf(osid)
+        let ok = l.withSlot { g -> Bool in
+            guard !g.online else { return false }
+            g.online = true
+            g.priority = priority
+            shared.withLock { $0.priorities[Int(osid.rawValue)] = priority }
             return true
         }
         guard ok else { throw .osidIsOnline(osid) }
@@ -87,25 +87,42 @@ extension PVZHostServer {
     /// no heap is freed under a running firmware.
     @discardableResult
     public func onVmOffline(osid: OSID, waitFirmwareIdle: (OSID) -> Bool = { _ in true }) throws(PVZError) -> OfflineResult {
-        let i = try slotIndex(osid)
-        guard state.withLock({ $0.guests[i]!.online }) else { throw .osidIsOffline(osid) }
+        let l = try ledgerOf(osid)
+        guard l.online.load(ordering: .acquiring) else { throw .osidIsOffline(osid) }
         guard waitFirmwareIdle(osid) else { throw .firmwareNotIdle(osid) }
-        let result = state.withLock { s -> OfflineResult? in
-            guard s.guests[i]!.online else { return nil }
-            var freed: [HeapRecord] = []
-            if let host = Self.freeHostHeaps(&s, i) {
-                if let h = host.fw { freed.append(h) }
-                if let h = host.gpu { freed.append(h) }
-            }
-            if let h = s.guests[i]!.guestFwHeap { freed.append(h) }
-            s.guests[i]!.guestFwHeap = nil
-            let dev = s.guests[i]!.devConfigCreated
-            s.guests[i]!.devConfigCreated = false
-            s.guests[i]!.online = false
-            return OfflineResult(osid: osid, freedHeaps: freed, devConfigDestroyed: dev)
+        let result = l.withSlot { g -> OfflineResult? in
+            guard g.online else { return nil }
+            let r = releaseDevice(&g)
+            g.online = false
+            return r
         }
         guard let result else { throw .osidIsOffline(osid) }   // raced with another offline
         return result
+    }
+
+    /// A device reset, a driver unbind or a front-end gone for good: the
+    /// OSID's device config and every heap it holds are released, the VM stays
+    /// online. The caller has stopped and detached the OSID's firmware first.
+    /// A daemon restart is not a release: the ledger survives it.
+    @discardableResult
+    public func releaseDevice(osid: OSID) throws(PVZError) -> OfflineResult {
+        let l = try ledgerOf(osid)
+        return l.withSlot { g in releaseDevice(&g) }
+    }
+
+    func releaseDevice(_ g: inout GuestSlot) -> OfflineResult {
+        var freed: [HeapRecord] = []
+        if let host = freeHostHeaps(&g) {
+            if let h = host.fw { freed.append(h) }
+            if let h = host.gpu { freed.append(h) }
+        }
+        if let h = g.guestFwHeap { freed.append(h) }
+        g.guestFwHeap = nil
+        let dev = g.devConfigCreated
+        g.devConfigCreated = false
+        // A new boot numbers its requests from the start again.
+        g.recentCalls.removeAll()
+        return OfflineResult(osid: g.spec.osid, freedHeaps: freed, devConfigDestroyed: dev)
     }
 
     /// VMMConfigure with a raw VMM_CONF_PARAM (as it arrives from the control socket).
@@ -119,71 +136,74 @@ extension PVZHostServer {
     public func vmmConfigure(param: VMMConfParam, value: UInt32) throws(PVZError) {
         if let o = param.priorityOSID {
             guard o.rawValue < maxOSIDs else { throw .priorityOSIDOutOfRange(o, maxOSIDs: maxOSIDs) }
-            state.withLock { s in
-                s.priorities[Int(o.rawValue)] = value
-                if s.guests[Int(o.rawValue)] != nil { s.guests[Int(o.rawValue)]!.priority = value }
+            if let l = ledger(o) {
+                l.withSlot { g in
+                    g.priority = value
+                    shared.withLock { $0.priorities[Int(o.rawValue)] = value }
+                }
+            } else {
+                shared.withLock { $0.priorities[Int(o.rawValue)] = value }
             }
             return
         }
-        state.withLock { s in
+        shared.withLock { s in
             if param == .isolationThreshold { s.isolationThreshold = value } else { s.hcsDeadline = value }
         }
     }
 
     public var vmmParameters: VMMParameters {
-        state.withLock { VMMParameters(priorities: $0.priorities, isolationThreshold: $0.isolationThreshold,
-                                       hcsDeadline: $0.hcsDeadline) }
+        shared.withLock { VMMParameters(priorities: $0.priorities, isolationThreshold: $0.isolationThreshold,
+                                        hcsDeadline: $0.hcsDeadline) }
     }
 
     /// A front-end (QEMU) connected on this OSID's socket. Returns the state it
     /// must find: after a reconnect the ledger is exactly as it was left.
     @discardableResult
     public func guestConnected(osid: OSID) throws(PVZError) -> GuestState {
-        let i = try slotIndex(osid)
-        state.withLock { $0.guests[i]!.frontEndConnected = true }
-        return snapshot(osid: osid)!
+        let l = try ledgerOf(osid)
+        return l.withSlot { g in
+            g.frontEndConnected = true
+            return Self.guestState(g)
+        }
     }
 
-    /// The front-end went away (QEMU crashed, or is restarting). Nothing is
-    /// freed: the VM may still exist and come back; only OnVmOffline (the VM
-    /// manager saying the VM is gone) frees heaps. The glue must stop the
-    /// firmware's access to the guest's memory until the reconnect.
+    /// The front-end's connection ended. Only the connection state changes
+    /// here; the glue decides whether that is a release (`releaseDevice`).
     public func guestDisconnected(osid: OSID) throws(PVZError) {
-        let i = try slotIndex(osid)
-        state.withLock { s in
-            s.guests[i]!.frontEndConnected = false
-            s.guests[i]!.disconnects &+= 1
+        let l = try ledgerOf(osid)
+        l.withSlot { g in
+            g.frontEndConnected = false
+            g.disconnects &+= 1
         }
     }
 
     // MARK: views
 
     public func snapshot() -> [GuestState] {
-        state.withLock { s in s.guests.compactMap { $0.map(Self.guestState) } }
+        ledgers.compactMap { l in l.map { $0.slot.withLock { Self.guestState($0) } } }
     }
 
     public func snapshot(osid: OSID) -> GuestState? {
-        guard spec(of: osid) != nil else { return nil }
-        return state.withLock { s in s.guests[Int(osid.rawValue)].map(Self.guestState) }
+        ledger(osid)?.slot.withLock { Self.guestState($0) }
     }
 
     /// Config-space fields of a guest; nil for an OSID without a guest.
     public func configView(osid: OSID) -> GuestConfigView? {
-        guard let spec = spec(of: osid) else { return nil }
-        return state.withLock { s in
-            let g = s.guests[Int(osid.rawValue)]!
-            return GuestConfigView(osid: osid, online: g.online, devConfigCreated: g.devConfigCreated,
-                                   irq: spec.policy.irq, priority: g.priority, regsIPA: spec.carveout.start,
-                                   regsSize: UInt32(PVZLayout.registerBankSize), maxOSIDs: maxOSIDs,
-                                   fwHeap: g.fwHeap)
+        guard let l = ledger(osid) else { return nil }
+        let spec = l.spec
+        return l.slot.withLock { g in
+            GuestConfigView(osid: osid, online: g.online, devConfigCreated: g.devConfigCreated,
+                            irq: spec.policy.irq, priority: g.priority, regsIPA: spec.carveout.start,
+                            regsSize: UInt32(PVZLayout.registerBankSize), maxOSIDs: maxOSIDs,
+                            fwHeap: g.fwHeap)
         }
     }
 
     /// Calls made with an OSID that has no guest (refused with INVALID_OSID).
-    public var invalidOSIDCalls: UInt64 { state.withLock { $0.invalidOSIDCalls } }
+    public var invalidOSIDCalls: UInt64 { invalidOSIDCount.load(ordering: .relaxed) }
 
     /// Bytes of host-origin heap in use, all guests together.
-    public var hostPoolUsed: UInt64 { state.withLock { $0.hostPoolUsed } }
+    public var hostPoolUsed: UInt64 { shared.withLock { $0.hostPoolUsed } }
 
     static func guestState(_ g: GuestSlot) -> GuestState {
         var heaps: [HeapSnapshot] = []
@@ -207,7 +227,7 @@ extension PVZHostServer {
         if ipa.rawValue >= c.start.rawValue, ipa.rawValue <= c.last {
             return PAWindow.carveout(osid, offset: ipa.rawValue - c.start.rawValue)
         }
-        return state.withLock { $0.guests[Int(osid.rawValue)]!.guestFwHeap?.pa(of: ipa) }
+        return ledger(osid)?.slot.withLock { $0.guestFwHeap?.pa(of: ipa) }
     }
 
     /// The OSID and IPA behind a GPU PA; nil if no carve-out or mapped heap holds it.
@@ -216,7 +236,7 @@ extension PVZHostServer {
         guard let spec = spec(of: osid) else { return nil }
         let off = pa.rawValue - PAWindow.base(osid).rawValue
         if off < spec.carveout.size { return (osid, IPA(spec.carveout.start.rawValue + off)) }
-        guard let ipa = state.withLock({ $0.guests[Int(osid.rawValue)]!.guestFwHeap?.ipa(of: pa) }) else { return nil }
+        guard let ipa = ledger(osid)?.slot.withLock({ $0.guestFwHeap?.ipa(of: pa) }) else { return nil }
         return (osid, ipa)
     }
 }

@@ -9,7 +9,7 @@ import Glibc
 /// out in it, and eventfds for kick and call. Written from vhost-user.rst and
 /// the virtio spec, independently of the back-end's code.
 public final class TestFrontEnd {
-    public let socketFD: Int32
+    public private(set) var socketFD: Int32
     public let memFD: Int32
     public let ram: UnsafeMutableRawPointer
     public let ramSize: UInt64
@@ -58,6 +58,7 @@ public final class TestFrontEnd {
     }
 
     deinit {
+        if inflightFD >= 0 { close(inflightFD) }
         close(socketFD)
         munmap(ram, Int(ramSize))
         close(memFD)
@@ -65,6 +66,55 @@ public final class TestFrontEnd {
     }
 
     public func closeSocket() { shutdown(socketFD, Int32(SHUT_RDWR)) }
+
+    /// Connects again (a restarted back-end) with the same guest RAM and rings,
+    /// as QEMU's reconnect does; `start(afterCrash: true)` then sets it up.
+    public func reconnect(path: String, timeoutMs: Int = 5000) throws {
+        var fd: Int32 = -1
+        var waited = 0
+        while true {
+            fd = pvz_unix_connect(path)
+            if fd >= 0 || waited >= timeoutMs { break }
+            usleep(10_000); waited += 10
+        }
+        if fd < 0 { throw Failure.connect(path, errno) }
+        close(socketFD)
+        socketFD = fd
+    }
+
+    // MARK: In-flight buffer (INFLIGHT_SHMFD), kept across back-end restarts
+
+    public private(set) var inflightFD: Int32 = -1
+    private var inflightPayload: [UInt8] = []
+
+    /// GET_INFLIGHT_FD the first time; SET_INFLIGHT_FD with the kept buffer
+    /// after a reconnect. VhostUserInflight: mmap_size u64, mmap_offset u64,
+    /// num_queues u16, queue_size u16, 4 bytes padding.
+    func setUpInflight(queueCount: Int, queueSize: UInt16) throws {
+        if inflightFD >= 0 {
+            guard try sendAcked(.setInflightFD, payload: inflightPayload, fds: [inflightFD]) == 0 else {
+                throw Failure.badReply("SET_INFLIGHT_FD refused")
+            }
+            return
+        }
+        var p = [UInt8](repeating: 0, count: 24)
+        p[16] = UInt8(queueCount); p[18] = UInt8(queueSize & 0xff); p[19] = UInt8(queueSize >> 8)
+        try send(.getInflightFD, payload: p)
+        var pfd = pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)
+        if poll(&pfd, 1, 5000) <= 0 { throw Failure.io("no GET_INFLIGHT_FD reply") }
+        var h = [UInt8](repeating: 0, count: MessageHeader.size)
+        var fds = [Int32](repeating: -1, count: 4)
+        var nfds: Int32 = 0, ctrunc: Int32 = 0
+        let n = h.withUnsafeMutableBytes { hb in fds.withUnsafeMutableBufferPointer { f in
+            pvz_recv_with_fds(socketFD, hb.baseAddress, hb.count, f.baseAddress, 4, &nfds, &ctrunc) } }
+        guard n == MessageHeader.size, nfds == 1 else { throw Failure.badReply("GET_INFLIGHT_FD reply: \(n) bytes, \(nfds) fds") }
+        let size = Int(h.withUnsafeBytes { $0.le32(8) })
+        var body = [UInt8](repeating: 0, count: size)
+        try readFully(&body)
+        guard size == 24 else { throw Failure.badReply("GET_INFLIGHT_FD payload of \(size) bytes") }
+        inflightFD = fds[0]
+        inflightPayload = body
+    }
 
     // MARK: Guest memory
 
@@ -170,12 +220,14 @@ public final class TestFrontEnd {
     /// GET_FEATURES ... SET_VRING_ENABLE for every queue, as QEMU 10.0 does for
     /// vhost-user-base; returns the negotiated virtio features.
     @discardableResult
-    public func start(queueCount: Int = 3, queueSize: UInt16 = 64, wantFeatures: UInt64? = nil, useAddMemReg: Bool = false) throws -> UInt64 {
+    public func start(queueCount: Int = 3, queueSize: UInt16 = 64, wantFeatures: UInt64? = nil, useAddMemReg: Bool = false,
+                      inflight: Bool = false, afterCrash: Bool = false) throws -> UInt64 {
         let offered = try getU64(.getFeatures)
         let proto = try getU64(.getProtocolFeatures)
         let want = proto & (ProtocolFeatures.mq.rawValue | ProtocolFeatures.replyAck.rawValue | ProtocolFeatures.config.rawValue
             | ProtocolFeatures.backendReq.rawValue | ProtocolFeatures.status.rawValue | ProtocolFeatures.configureMemSlots.rawValue
-            | ProtocolFeatures.resetDevice.rawValue)
+            | ProtocolFeatures.resetDevice.rawValue | (inflight ? ProtocolFeatures.inflightShmfd.rawValue : 0)
+            | ProtocolFeatures.deviceState.rawValue)
         try send(.setProtocolFeatures, payload: Self.u64(want))
         let qn = try getU64(.getQueueNum)
         guard qn == UInt64(queueCount) else { throw Failure.badReply("GET_QUEUE_NUM \(qn), expected \(queueCount)") }
@@ -189,14 +241,83 @@ public final class TestFrontEnd {
         } else {
             guard try sendAcked(.setMemTable, payload: memTablePayload(), fds: [memFD]) == 0 else { throw Failure.badReply("SET_MEM_TABLE refused") }
         }
+        if inflight { try setUpInflight(queueCount: queueCount, queueSize: queueSize) }
         if queues.isEmpty {
             for i in 0..<queueCount { queues.append(try DriverQueue(fe: self, index: i, size: queueSize)) }
         }
-        for q in queues { try q.setUp(self) }
+        // After a back-end crash QEMU cannot ask for the ring bases: it
+        // restarts each ring at its used index (what the guest has seen).
+        for q in queues { try q.setUp(self, base: afterCrash ? q.usedIdx : nil) }
         for q in queues {
             guard try sendAcked(.setVringEnable, payload: Self.state(UInt32(q.index), 1)) == 0 else { throw Failure.badReply("SET_VRING_ENABLE refused") }
         }
         return features
+    }
+
+    /// Forgets the rings: the next `start` lays out fresh ones at index 0, as a
+    /// guest driver does after a device reset.
+    public func forgetQueues() {
+        for q in queues { close(q.kick.fd); close(q.call.fd) }
+        queues = []
+    }
+
+    // MARK: Device state (live migration), as QEMU's vhost_save/load_backend_state
+
+    /// Protocol features only (what QEMU negotiates at realize, before a
+    /// destination loads state into a device that has not started).
+    public func negotiate() throws {
+        _ = try getU64(.getFeatures)
+        let proto = try getU64(.getProtocolFeatures)
+        try send(.setProtocolFeatures, payload: Self.u64(proto & (ProtocolFeatures.replyAck.rawValue
+            | ProtocolFeatures.mq.rawValue | ProtocolFeatures.deviceState.rawValue | ProtocolFeatures.config.rawValue)))
+    }
+
+    /// SET_DEVICE_STATE_FD (direction u32, phase u32 = 0) with one end of a
+    /// pipe; returns the reply's u64.
+    private func setDeviceStateFD(direction: UInt32, fd: Int32) throws -> UInt64 {
+        let p = [UInt8](Self.u64(UInt64(direction)))   // direction in the low word, phase 0 in the high
+        try send(.setDeviceStateFD, payload: p, fds: [fd])
+        let (h, r) = try receive()
+        guard h.request == FrontEndRequest.setDeviceStateFD.rawValue, r.count == 8 else { throw Failure.badReply("SET_DEVICE_STATE_FD reply") }
+        return r.withUnsafeBytes { $0.le64(0) }
+    }
+
+    /// Source side: the back-end's state, read from the pipe to its end,
+    /// then CHECK_DEVICE_STATE. Throws when either step fails.
+    public func saveDeviceState() throws -> [UInt8] {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw Failure.io("pipe: errno \(errno)") }
+        let r = try setDeviceStateFD(direction: 0, fd: fds[1])
+        close(fds[1])
+        defer { close(fds[0]) }
+        guard r & 0xff == 0, r & 0x100 != 0 else { throw Failure.badReply("SET_DEVICE_STATE_FD(save) answered 0x\(String(r, radix: 16))") }
+        var out: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fds[0], $0.baseAddress!, $0.count) }
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        guard try getU64(.checkDeviceState) == 0 else { throw Failure.badReply("CHECK_DEVICE_STATE after save failed") }
+        return out
+    }
+
+    /// Destination side: writes `bytes` into the pipe, closes it, and returns
+    /// what CHECK_DEVICE_STATE answers (0 = taken over).
+    public func loadDeviceState(_ bytes: [UInt8]) throws -> UInt64 {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw Failure.io("pipe: errno \(errno)") }
+        let r = try setDeviceStateFD(direction: 1, fd: fds[0])
+        close(fds[0])
+        guard r & 0xff == 0, r & 0x100 != 0 else { close(fds[1]); throw Failure.badReply("SET_DEVICE_STATE_FD(load) answered 0x\(String(r, radix: 16))") }
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fds[1], $0.baseAddress! + off, $0.count - off) }
+            if n <= 0 { break }
+            off += n
+        }
+        close(fds[1])
+        return try getU64(.checkDeviceState)
     }
 
     /// Stops every ring (GET_VRING_BASE) as QEMU does on guest reset.
@@ -245,9 +366,9 @@ public final class DriverQueue {
         call = try EventFD(nonBlocking: true)
     }
 
-    func setUp(_ fe: TestFrontEnd) throws {
+    func setUp(_ fe: TestFrontEnd, base: UInt16? = nil) throws {
         try fe.send(.setVringNum, payload: TestFrontEnd.state(UInt32(index), UInt32(size)))
-        try fe.send(.setVringBase, payload: TestFrontEnd.state(UInt32(index), UInt32(availIdx)))
+        try fe.send(.setVringBase, payload: TestFrontEnd.state(UInt32(index), UInt32(base ?? availIdx)))
         var a = [UInt8](repeating: 0, count: VringAddrPayload.size)
         a.withUnsafeMutableBytes {
             VringAddrPayload(index: UInt32(index), flags: 0, desc: fe.userBase + (descGPA - fe.ramGPA),
@@ -281,6 +402,17 @@ public final class DriverQueue {
         }
         nextDesc = (head &+ UInt16(buffers.count)) % size
         publish(head: head, kick: doKick)
+        return head
+    }
+
+    /// One device-readable buffer (a doorbell) without building an array (benchmark path).
+    @discardableResult
+    @inline(__always)
+    public func add1(_ gpa: UInt64, _ len: UInt32) -> UInt16 {
+        let head = nextDesc
+        writeDesc(head, Desc(addr: gpa, len: len, flags: 0, next: 0))
+        nextDesc = (head &+ 1) % size
+        publish(head: head)
         return head
     }
 

@@ -31,6 +31,10 @@ public final class Backend: BackendContext {
     /// How many of each request arrived (the real sequence is logged at debug).
     public private(set) var messageCounts: [UInt32: Int] = [:]
     public private(set) var protocolErrors = 0
+    /// Refused messages are the front-end's doing: their log lines are rate-limited.
+    private var refusals = RateLimit()
+    /// Why `handleReadable` last returned false.
+    public private(set) var endReason: DisconnectReason = .frontEndClosed
 
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: MessageHeader.size + maxPayload, alignment: 8)
     private let replyBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: MessageHeader.size + maxPayload, alignment: 8)
@@ -42,8 +46,9 @@ public final class Backend: BackendContext {
     public var offeredFeatures: UInt64 { device.deviceFeatures | VirtioFeature.protocolFeatures }
 
     public var offeredProtocolFeatures: ProtocolFeatures {
-        var p: ProtocolFeatures = [.mq, .replyAck, .backendReq, .resetDevice, .configureMemSlots, .status]
+        var p: ProtocolFeatures = [.mq, .replyAck, .backendReq, .resetDevice, .configureMemSlots, .status, .inflightShmfd]
         if device.configSize > 0 { p.insert(.config) }
+        if device.supportsMigration { p.insert(.deviceState) }
         return p
     }
 
@@ -69,6 +74,7 @@ public final class Backend: BackendContext {
 
     /// Releases everything the connection holds (fds, mappings). The socket is the caller's.
     func teardown() {
+        if let t = transfer { _ = t.finish(); transfer = nil }
         for v in vrings {
             if v.started { stopRing(v) }
             v.closeFDs()
@@ -102,25 +108,25 @@ public final class Backend: BackendContext {
         if n < MessageHeader.size {
             guard readFully(buffer.baseAddress! + n, MessageHeader.size - n) else {
                 logger.error("short vhost-user header: \(n) of \(MessageHeader.size) bytes")
-                return false
+                endReason = .protocolError; return false
             }
         }
         let header = MessageHeader.decode(UnsafeRawBufferPointer(buffer))!
         if ctrunc != 0 {
             logger.error("request \(header.request): more than \(PVZ_MAX_FDS) file descriptors attached; closing connection")
-            return false
+            endReason = .protocolError; return false
         }
         if header.flags & MessageHeader.versionMask != MessageHeader.version {
             logger.error("request \(header.request): protocol version \(header.flags & MessageHeader.versionMask), only \(MessageHeader.version) is spoken; closing connection")
-            return false
+            endReason = .protocolError; return false
         }
         if Int(header.size) > Self.maxPayload {
             logger.error("request \(header.request): payload size \(header.size) exceeds the limit \(Self.maxPayload); closing connection")
-            return false
+            endReason = .protocolError; return false
         }
         if header.size > 0 && !readFully(buffer.baseAddress! + MessageHeader.size, Int(header.size)) {
             logger.error("request \(header.request): connection ended inside a \(header.size)-byte payload")
-            return false
+            endReason = .protocolError; return false
         }
         let payload = UnsafeRawBufferPointer(rebasing: buffer[MessageHeader.size ..< MessageHeader.size + Int(header.size)])
         messageCounts[header.request, default: 0] += 1
@@ -129,7 +135,9 @@ public final class Backend: BackendContext {
         guard let request = FrontEndRequest(rawValue: header.request) else {
             protocolErrors += 1
             stats.protocolErrors.add(1, ordering: .relaxed)
-            logger.warning("unknown vhost-user request \(header.request) (size \(header.size), \(received.count) fds): refused")
+            if let held = refusals.admit() {
+                logger.warning("unknown vhost-user request \(header.request) (size \(header.size), \(received.count) fds): refused\(held > 0 ? " (\(held) more refusals not logged)" : "")")
+            }
             if header.needsReply && ackedProtocolFeatures.contains(.replyAck) { sendAck(header, success: false) }
             return true
         }
@@ -143,7 +151,9 @@ public final class Backend: BackendContext {
         case .failed(let why):
             protocolErrors += 1
             stats.protocolErrors.add(1, ordering: .relaxed)
-            logger.warning("\(request.name) refused: \(why)")
+            if let held = refusals.admit() {
+                logger.warning("\(request.name) refused: \(why)\(held > 0 ? " (\(held) more refusals not logged)" : "")")
+            }
             if request.hasReply {
                 sendReply(header, payloadSize: 0)  // an empty reply: the front-end sees the size mismatch
             } else if header.needsReply && ackedProtocolFeatures.contains(.replyAck) {
@@ -170,10 +180,13 @@ public final class Backend: BackendContext {
 
     // MARK: - Replies
 
-    private func sendReply(_ request: MessageHeader, payloadSize: Int) {
+    private func sendReply(_ request: MessageHeader, payloadSize: Int, fd: Int32 = -1) {
         let h = MessageHeader(request: request.request, flags: MessageHeader.version | MessageHeader.replyFlag, size: UInt32(payloadSize))
         h.encode(into: replyBuffer)
-        let r = pvz_send_with_fds(socketFD, replyBuffer.baseAddress, MessageHeader.size + payloadSize, nil, 0)
+        var fds = fd
+        let r = withUnsafePointer(to: &fds) {
+            pvz_send_with_fds(socketFD, replyBuffer.baseAddress, MessageHeader.size + payloadSize, fd >= 0 ? $0 : nil, fd >= 0 ? 1 : 0)
+        }
         if r != MessageHeader.size + payloadSize {
             logger.warning("reply to request \(request.request) not sent whole: \(r) bytes, \(SystemError("sendmsg"))")
         }
@@ -199,7 +212,7 @@ public final class Backend: BackendContext {
         let expected: ClosedRange<Int>
         switch r {
         case .setMemTable: expected = p.count >= 4 ? Int(min(p.le32(0), 8))...Int(min(p.le32(0), 8)) : 0...0
-        case .addMemReg, .setBackendReqFD, .setLogFD, .setInflightFD: expected = 1...1
+        case .addMemReg, .setBackendReqFD, .setLogFD, .setInflightFD, .setDeviceStateFD: expected = 1...1
         case .remMemReg: expected = 0...1
         case .setVringKick, .setVringCall, .setVringErr:
             expected = p.count == 8 && VringFDPayload(p.le64(0)).noFD ? 0...0 : 1...1
@@ -234,6 +247,10 @@ public final class Backend: BackendContext {
         case .remMemReg: return remMemReg(p)
         case .setStatus: return setStatus(p)
         case .getStatus: return getStatus(h, p)
+        case .getInflightFD: return getInflightFD(h, p)
+        case .setDeviceStateFD: return setDeviceStateFD(h, p, &fds)
+        case .checkDeviceState: return checkDeviceState(h, p)
+        case .setInflightFD: return setInflightFD(p, &fds)
         default:
             return .failed("not supported by this back-end (its feature was not offered)")
         }
@@ -452,6 +469,11 @@ public final class Backend: BackendContext {
         }
         v.started = true
         v.brokenReason = nil
+        v.inflight = inflight?.queue(v.index)
+        let resubmitted = v.resumeFromInflight()
+        if resubmitted > 0 {
+            logger.info("queue \(v.index): resubmitting \(resubmitted) chains left in flight by the previous back-end")
+        }
         if v.kickFD >= 0 {
             do { try epoll.add(v.kickFD, tag: kickTagBase + UInt64(v.index)) } catch {
                 v.started = false
@@ -486,9 +508,13 @@ public final class Backend: BackendContext {
 
     private func stopRing(_ v: Vring) {
         if v.kickFD >= 0 { epoll.remove(v.kickFD) }
+        // The device returns what it popped while the ring is still there.
+        device.queueStopping(v.index, self)
         if let q = v.queue { v.base = q.lastAvailIdx }
         v.started = false
         v.queue = nil
+        v.inflight = nil
+        v.forgetResubmits()
         device.queueStopped(v.index, self)
     }
 
@@ -497,6 +523,103 @@ public final class Backend: BackendContext {
         let v = vrings[index]
         if v.kickFD >= 0 { EventFD.drain(v.kickFD) }
         if v.isLive { device.queueKicked(index, self) }
+    }
+
+    // MARK: In-flight tracking (INFLIGHT_SHMFD)
+
+    /// The in-flight buffer shared with the front-end; it outlives this
+    /// back-end (the front-end keeps it) so the next one can resubmit.
+    private var inflight: InflightRegion?
+
+    private func getInflightFD(_ h: MessageHeader, _ p: UnsafeRawBufferPointer) -> Outcome {
+        guard let m = InflightPayload.decode(p) else { return .failed("payload of \(p.count) bytes, expected \(InflightPayload.size)") }
+        do {
+            let r = try InflightRegion(numQueues: m.numQueues, queueSize: m.queueSize,
+                                       maxQueues: vrings.count, maxQueueSize: device.maxQueueSize)
+            inflight = r
+            r.payload.encode(into: replyPayload)
+            sendReply(h, payloadSize: InflightPayload.size, fd: r.fd)
+            return .replied
+        } catch {
+            return .failed(error.description)
+        }
+    }
+
+    private func setInflightFD(_ p: UnsafeRawBufferPointer, _ fds: inout [Int32]) -> Outcome {
+        guard let m = InflightPayload.decode(p) else { return .failed("payload of \(p.count) bytes, expected \(InflightPayload.size)") }
+        let fd = fds[0]
+        fds[0] = -1
+        do {
+            inflight = try InflightRegion(fd: fd, m, maxQueues: vrings.count, maxQueueSize: device.maxQueueSize)
+        } catch {
+            return .failed(error.description)
+        }
+        return .ok
+    }
+
+    // MARK: Device state (live migration)
+
+    private var transfer: DeviceStateTransfer?
+    /// Largest state a destination reads (a hostile source cannot make it grow without bound).
+    public static let maxDeviceState = 1 << 20
+
+    private func setDeviceStateFD(_ h: MessageHeader, _ p: UnsafeRawBufferPointer, _ fds: inout [Int32]) -> Outcome {
+        func reply(_ code: UInt64) -> Outcome {
+            sendU64(h, code | DeviceStateTransferPayload.replyNoFD)
+            return .replied
+        }
+        guard ackedProtocolFeatures.contains(.deviceState) else { return .failed("DEVICE_STATE was not negotiated") }
+        guard let m = DeviceStateTransferPayload.decode(p) else {
+            logger.error("SET_DEVICE_STATE_FD: payload of \(p.count) bytes, expected \(DeviceStateTransferPayload.size)")
+            return reply(1)
+        }
+        guard m.phase == DeviceStateTransferPayload.phaseStopped, let dir = DeviceStateTransferPayload.Direction(rawValue: m.direction) else {
+            logger.error("SET_DEVICE_STATE_FD: direction \(m.direction) phase \(m.phase) not supported (save 0 / load 1, phase 0 stopped)")
+            return reply(1)
+        }
+        if let running = vrings.first(where: { $0.started }) {
+            logger.error("SET_DEVICE_STATE_FD: queue \(running.index) still runs; the device must be stopped first")
+            return reply(1)
+        }
+        if let old = transfer { _ = old.finish() }
+        var bytes: [UInt8] = []
+        if dir == .save {
+            switch device.saveState(self) {
+            case .success(let b): bytes = b
+            case .failure(let e):
+                logger.error("saving the device state: \(e)")
+                return reply(1)
+            }
+        }
+        let fd = fds[0]
+        fds[0] = -1
+        transfer = DeviceStateTransfer(direction: dir, fd: fd, bytes: bytes, limit: Self.maxDeviceState)
+        logger.info("device state \(dir == .save ? "save (\(bytes.count) bytes)" : "load") started")
+        return reply(0)
+    }
+
+    private func checkDeviceState(_ h: MessageHeader, _ p: UnsafeRawBufferPointer) -> Outcome {
+        guard ackedProtocolFeatures.contains(.deviceState) else { return .failed("DEVICE_STATE was not negotiated") }
+        guard let t = transfer else {
+            logger.error("CHECK_DEVICE_STATE without a transfer")
+            sendU64(h, 1)
+            return .replied
+        }
+        transfer = nil
+        let (bytes, error) = t.finish()
+        if let error {
+            logger.error("device state \(t.direction == .save ? "save" : "load") failed: \(error)")
+            sendU64(h, 1)
+            return .replied
+        }
+        if t.direction == .load, let refusal = device.loadState(bytes, self) {
+            logger.error("device state refused: \(refusal)")
+            sendU64(h, 1)
+            return .replied
+        }
+        logger.info("device state \(t.direction == .save ? "saved" : "loaded (\(bytes.count) bytes)")")
+        sendU64(h, 0)
+        return .replied
     }
 
     // MARK: Config, status, back-end channel
@@ -542,11 +665,21 @@ public final class Backend: BackendContext {
         let old = deviceStatus
         deviceStatus = UInt8(v)
         stats.deviceStatus.store(deviceStatus, ordering: .relaxed)
-        if v == 0 { resetAll() } else { device.statusChanged(from: old, to: deviceStatus, self) }
+        // Status 0 is what QEMU sends whenever it stops the device (VM paused,
+        // migration, and the first half of a guest reset): the rings stop, the
+        // device keeps its state. A real reset follows as RESET_DEVICE.
+        if v == 0 { resetRings() } else { device.statusChanged(from: old, to: deviceStatus, self) }
         return .ok
     }
 
+    /// RESET_DEVICE / RESET_OWNER: the rings stop and the device forgets
+    /// everything it held for this front-end's guest (a new boot follows).
     private func resetAll() {
+        resetRings()
+        device.reset(self)
+    }
+
+    private func resetRings() {
         for v in vrings {
             if v.started { stopRing(v) }
             v.closeFDs()
@@ -560,7 +693,6 @@ public final class Backend: BackendContext {
         deviceStatus = 0
         stats.deviceStatus.store(0, ordering: .relaxed)
         stats.needsReset.store(false, ordering: .relaxed)
-        device.reset(self)
     }
 
     // MARK: BackendContext
@@ -568,8 +700,8 @@ public final class Backend: BackendContext {
     public func needsReset(queue: Int, reason: String) {
         guard queue < vrings.count else { return }
         let v = vrings[queue]
-        if v.brokenReason == nil {
-            logger.error("queue \(queue) broken, device needs reset: \(reason)")
+        if v.brokenReason == nil, let held = refusals.admit() {
+            logger.error("queue \(queue) broken, device needs reset: \(reason)\(held > 0 ? " (\(held) more refusals not logged)" : "")")
         }
         v.brokenReason = reason
         stats.needsReset.store(true, ordering: .relaxed)

@@ -16,28 +16,63 @@ public protocol VhostUserDevice: AnyObject {
     func readConfig(into buffer: UnsafeMutableRawBufferPointer)
 
     func frontEndConnected(_ ctx: BackendContext)
-    func frontEndDisconnected(_ ctx: BackendContext)
+    /// The connection ended; `reason` says whether the guest is gone (the
+    /// front-end closed it, or broke the protocol) or the daemon is stopping.
+    func frontEndDisconnected(_ ctx: BackendContext, reason: DisconnectReason)
     func memoryChanged(_ ctx: BackendContext)
     func queueStarted(_ index: Int, _ ctx: BackendContext)
+    /// Queue `index` is about to stop (GET_VRING_BASE, reset, disconnect):
+    /// return every chain popped from it while its rings are still mapped.
+    func queueStopping(_ index: Int, _ ctx: BackendContext)
     func queueStopped(_ index: Int, _ ctx: BackendContext)
     /// The guest kicked queue `index` (or it was enabled with work pending).
     func queueKicked(_ index: Int, _ ctx: BackendContext)
     /// Another thread rang the guest's waker (`VhostUserServer.wake()`).
     func wake(_ ctx: BackendContext)
     func statusChanged(from old: UInt8, to new: UInt8, _ ctx: BackendContext)
-    /// RESET_DEVICE, RESET_OWNER or status 0.
+    /// RESET_DEVICE or RESET_OWNER: a new boot of the guest's driver follows.
+    /// (Status 0 alone only stops the rings: QEMU sends it on every stop.)
     func reset(_ ctx: BackendContext)
+
+    /// Live migration (VHOST_USER_PROTOCOL_F_DEVICE_STATE) is offered only
+    /// when true. The engine calls these with every ring stopped.
+    var supportsMigration: Bool { get }
+    /// The device's state for the destination, or why it cannot be saved.
+    func saveState(_ ctx: BackendContext) -> Result<[UInt8], DeviceStateError>
+    /// Takes a source's state over; nil on success, else why it was refused
+    /// (nothing changed then, and the migration fails).
+    func loadState(_ bytes: [UInt8], _ ctx: BackendContext) -> DeviceStateError?
+}
+
+/// Why a device state could not be saved or loaded, in words for the log.
+public struct DeviceStateError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Why a front-end connection ended.
+public enum DisconnectReason: Sendable, Equatable {
+    /// The front-end closed its end (QEMU quit or crashed, the device was unplugged).
+    case frontEndClosed
+    /// The back-end ended it: the front-end broke the protocol.
+    case protocolError
+    /// The daemon is stopping: the guest may well come back to a restarted daemon.
+    case serverStopping
 }
 
 extension VhostUserDevice {
     public func frontEndConnected(_ ctx: BackendContext) {}
-    public func frontEndDisconnected(_ ctx: BackendContext) {}
+    public func frontEndDisconnected(_ ctx: BackendContext, reason: DisconnectReason) {}
     public func memoryChanged(_ ctx: BackendContext) {}
     public func queueStarted(_ index: Int, _ ctx: BackendContext) {}
+    public func queueStopping(_ index: Int, _ ctx: BackendContext) {}
     public func queueStopped(_ index: Int, _ ctx: BackendContext) {}
     public func wake(_ ctx: BackendContext) {}
     public func statusChanged(from old: UInt8, to new: UInt8, _ ctx: BackendContext) {}
     public func reset(_ ctx: BackendContext) {}
+    public var supportsMigration: Bool { false }
+    public func saveState(_ ctx: BackendContext) -> Result<[UInt8], DeviceStateError> { .failure(DeviceStateError("not supported")) }
+    public func loadState(_ bytes: [UInt8], _ ctx: BackendContext) -> DeviceStateError? { DeviceStateError("not supported") }
 }
 
 /// What a device may see and do of its connection.

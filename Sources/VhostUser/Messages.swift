@@ -106,6 +106,7 @@ public struct ProtocolFeatures: OptionSet, Sendable, Hashable {
     public static let inbandNotifications = ProtocolFeatures(rawValue: 1 << 14)
     public static let configureMemSlots = ProtocolFeatures(rawValue: 1 << 15)
     public static let status = ProtocolFeatures(rawValue: 1 << 16)
+    public static let deviceState = ProtocolFeatures(rawValue: 1 << 19)
 }
 
 /// Virtio/vhost feature bits the engine itself deals in.

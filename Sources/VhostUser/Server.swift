@@ -33,6 +33,9 @@ public final class VhostUserServer: @unchecked Sendable {
     private let connectionsServed = Atomic<Int>(0)
     /// Connection state for other threads to read.
     public let stats = EngineStats()
+    /// Connection lines are rate-limited: a peer reconnecting in a loop must
+    /// not flood the log (server thread only).
+    private var connectionLog = RateLimit(burst: 20, perSecond: 2)
     /// The live connection; only the server thread touches it.
     public private(set) var backend: Backend?
 
@@ -97,7 +100,7 @@ public final class VhostUserServer: @unchecked Sendable {
                 switch tag {
                 case Self.tagListen: accept(epoll)
                 case Self.tagConnection:
-                    if let b = backend, !b.handleReadable() { disconnect(epoll) }
+                    if let b = backend, !b.handleReadable() { disconnect(epoll, reason: b.endReason) }
                 case Self.tagWake:
                     waker.drain()
                     if let b = backend { device.wake(b) }
@@ -107,7 +110,7 @@ public final class VhostUserServer: @unchecked Sendable {
                 }
             }
         }
-        if backend != nil { disconnect(epoll) }
+        if backend != nil { disconnect(epoll, reason: .serverStopping) }
         close(listenFD)
         if ownsSocketFile { socketFile?.unlinkIfOurs() }
         waker.close()
@@ -123,7 +126,9 @@ public final class VhostUserServer: @unchecked Sendable {
             return
         }
         if backend != nil {
-            logger.warning("a second front-end tried to connect while one is served: refused")
+            if let held = connectionLog.admit() {
+                logger.warning("a second front-end tried to connect while one is served: refused\(held > 0 ? " (\(held) connection lines not logged)" : "")")
+            }
             close(fd)
             return
         }
@@ -138,14 +143,16 @@ public final class VhostUserServer: @unchecked Sendable {
         backend = b
         connectionsServed.add(1, ordering: .relaxed)
         connectedFlag.store(true, ordering: .releasing)
-        logger.info("front-end connected")
+        if let held = connectionLog.admit() {
+            logger.info("front-end connected\(held > 0 ? " (\(held) connection lines not logged)" : "")")
+        }
         device.frontEndConnected(b)
     }
 
-    private func disconnect(_ epoll: Epoll) {
+    private func disconnect(_ epoll: Epoll, reason: DisconnectReason) {
         guard let b = backend else { return }
         epoll.remove(b.socketFD)
-        device.frontEndDisconnected(b)
+        device.frontEndDisconnected(b, reason: reason)
         b.teardown()
         close(b.socketFD)
         backend = nil
@@ -153,6 +160,8 @@ public final class VhostUserServer: @unchecked Sendable {
         stats.deviceStatus.store(0, ordering: .relaxed)
         let counts = b.messageCounts.sorted { $0.key < $1.key }
             .map { "\(FrontEndRequest(rawValue: $0.key)?.name ?? "#\($0.key)")=\($0.value)" }.joined(separator: " ")
-        logger.info("front-end disconnected; messages seen: \(counts)")
+        if let held = connectionLog.admit() {
+            logger.info("front-end disconnected (\(reason)); messages seen: \(counts)\(held > 0 ? " (\(held) connection lines not logged)" : "")")
+        }
     }
 }

@@ -27,6 +27,17 @@ public final class Vring {
         self.chain = DescriptorChain(capacity: Int(maxSize))
     }
 
+    /// This queue's part of the in-flight buffer (INFLIGHT_SHMFD), if any.
+    var inflight: InflightQueue?
+    private var inflightCounter: UInt64 = 0
+    /// Chains in flight when the previous back-end died, oldest first: served
+    /// before anything new on the avail ring.
+    private var resubmits: [UInt16] = []
+    private var resubmitNext = 0
+    /// The chain `nextChain` last returned was a resubmitted one: it may
+    /// already have taken effect (the device answers it exactly once).
+    public private(set) var lastChainReplayed = false
+
     /// Started, enabled and not broken: the device may pop and push.
     public var isLive: Bool { started && enabled && brokenReason == nil && queue != nil }
 
@@ -34,7 +45,20 @@ public final class Vring {
     @inline(__always)
     public func nextChain(_ memory: GuestMemory) throws(ChainError) -> DescriptorChain? {
         guard isLive else { return nil }
+        if resubmitNext < resubmits.count {
+            let head = resubmits[resubmitNext]
+            resubmitNext += 1
+            if resubmitNext == resubmits.count { resubmits.removeAll(); resubmitNext = 0 }
+            lastChainReplayed = true
+            try queue!.walk(head: head, memory: memory, into: chain)
+            return chain
+        }
         guard let head = try queue!.popHead() else { return nil }
+        lastChainReplayed = false
+        if let f = inflight {
+            f.popped(head: head, counter: inflightCounter)
+            inflightCounter &+= 1
+        }
         try queue!.walk(head: head, memory: memory, into: chain)
         return chain
     }
@@ -43,8 +67,36 @@ public final class Vring {
     @inline(__always)
     public func complete(head: UInt16, written: UInt32) {
         guard queue != nil else { return }
-        queue!.addUsed(head: head, length: written)
+        if let f = inflight {
+            f.willReturn(head: head)
+            queue!.addUsed(head: head, length: written)
+            f.returned(head: head, usedIdx: queue!.usedIdx)
+        } else {
+            queue!.addUsed(head: head, length: written)
+        }
         completed &+= 1
+    }
+
+    /// A ring starting with an in-flight buffer: resume after what the old
+    /// back-end popped (used + still in flight) and queue the in-flight ones
+    /// for resubmission. Returns how many there are.
+    func resumeFromInflight() -> Int {
+        guard let f = inflight, let q = queue else { return 0 }
+        let used = q.usedIdxInRing()
+        let (heads, next) = f.takeResubmits(usedRingIdx: used)
+        // More in flight than the ring holds is a corrupt buffer: resubmit none.
+        let kept = heads.count <= Int(size) ? heads : []
+        resubmits = kept
+        resubmitNext = 0
+        inflightCounter = next
+        queue = SplitQueue(size: q.size, layout: q.layout, base: used &+ UInt16(kept.count), usedIdx: used,
+                           eventIdx: q.eventIdx, indirect: q.indirect)
+        return kept.count
+    }
+
+    func forgetResubmits() {
+        resubmits.removeAll()
+        resubmitNext = 0
     }
 
     /// Signals the call eventfd if the driver wants an interrupt.
@@ -67,7 +119,7 @@ public final class Vring {
     /// Chains the driver has made available that we have not popped.
     public var pending: Bool {
         guard let q = queue, isLive else { return false }
-        return q.availIdx() != q.lastAvailIdx
+        return resubmitNext < resubmits.count || q.availIdx() != q.lastAvailIdx
     }
 
     func closeFDs() {

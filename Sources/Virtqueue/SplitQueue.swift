@@ -96,6 +96,9 @@ public struct SplitQueue {
     @inline(__always) private var usedEventPtr: UnsafeMutableRawPointer { layout.avail + 4 + 2 * Int(size) }
     @inline(__always) private var availEventPtr: UnsafeMutableRawPointer { layout.used + 4 + 8 * Int(size) }
 
+    /// The used index as it stands in the ring (what the driver has seen).
+    public func usedIdxInRing() -> UInt16 { UInt16(littleEndian: pvz_load_acquire_u16(usedIdxPtr)) }
+
     /// The driver's current avail index (acquire: entries before it are visible).
     @inline(__always) public func availIdx() -> UInt16 { pvz_load_acquire_u16(availIdxPtr) }
 

@@ -210,7 +210,7 @@ func run(_ fw: inout Firmware, _ h: Heap, upTo w: UInt32, clock: UInt64 = 1000) 
         h.command(at: 0, op: 1, seq: 7, arg0: 0x2000, arg1: 99)
         let kick: [UInt8] = [32, 0, 0, 0, 0, 0, 0, 0]
         #expect(kick.withUnsafeBytes { fw.kick($0) } == nil)   // not attached yet
-        fw.attach(heap: h.buf)
+        fw.attach(heap: h.buf, owner: h)
         #expect(bank.status.contains([.running, .heapMapped]))
         let r = kick.withUnsafeBytes { fw.kick($0) }
         #expect(r?.completedSeq == 7 && h.get64(0x2000) == 99)

@@ -4,6 +4,7 @@ import PVZDaemon
 import PVZServer
 import TestFrontEnd
 import VhostUser
+import Synchronization
 
 /// A daemon in-process with real sockets, and a guest driver speaking
 /// virtio-pvz through a TestFrontEnd.
@@ -12,7 +13,8 @@ final class Harness {
     let dir: String
 
     init(guests: [(osid: UInt32, online: Bool, policy: GuestPolicy)] = [(1, true, GuestPolicy())], control: Bool = false,
-         dir existing: String? = nil, stateFile: Bool = false) throws {
+         dir existing: String? = nil, stateFile: Bool = false, logger custom: Logger? = nil,
+         carveout: IPARange? = nil) throws {
         dir = existing ?? "/tmp/pvz-h-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var gs: [GuestConfig] = []
@@ -20,11 +22,11 @@ final class Harness {
             var p = g.policy
             p.irq = 100 + g.osid
             gs.append(GuestConfig(socketPath: "\(dir)/g\(g.osid).sock",
-                                  spec: GuestSpec(osid: OSID(g.osid), carveout: Self.carveout(g.osid), policy: p),
+                                  spec: GuestSpec(osid: OSID(g.osid), carveout: carveout ?? Self.carveout(g.osid), policy: p),
                                   settings: GuestSettings(onlineOnConnect: g.online, priority: g.osid)))
         }
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
+        var logger = custom ?? Logger(label: "test")
+        if custom == nil { logger.logLevel = .critical }
         daemon = try Daemon(config: DaemonConfig(guests: gs, controlSocket: control ? "\(dir)/control.sock" : nil,
                                                  stateFile: stateFile ? "\(dir)/state.json" : nil), logger: logger)
         try daemon.start()
@@ -92,4 +94,21 @@ final class Guest {
 extension Array where Element == UInt8 {
     func le32(_ o: Int) -> UInt32 { UInt32(self[o]) | UInt32(self[o+1]) << 8 | UInt32(self[o+2]) << 16 | UInt32(self[o+3]) << 24 }
     func le64(_ o: Int) -> UInt64 { UInt64(le32(o)) | UInt64(le32(o + 4)) << 32 }
+}
+
+/// Counts the log lines a daemon writes, by level (for log-flood tests).
+final class CountingLogHandler: LogHandler, @unchecked Sendable {
+    let lines = Mutex<[(Logger.Level, String)]>([])
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String,
+             file: String, function: String, line: UInt) {
+        lines.withLock { $0.append((level, message.description)) }
+    }
+    func count(atLeast level: Logger.Level) -> Int { lines.withLock { $0.filter { $0.0 >= level }.count } }
+    var logger: Logger { Logger(label: "counted") { _ in self } }
 }

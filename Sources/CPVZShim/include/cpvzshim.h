@@ -43,6 +43,8 @@ static inline void pvz_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQU
 static inline void pvz_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 static inline void pvz_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
+static inline uint8_t pvz_load_acquire_u8(const void *p) { return __atomic_load_n((const uint8_t *)p, __ATOMIC_ACQUIRE); }
+static inline void pvz_store_release_u8(void *p, uint8_t v) { __atomic_store_n((uint8_t *)p, v, __ATOMIC_RELEASE); }
 static inline uint16_t pvz_load_acquire_u16(const void *p) { return __atomic_load_n((const uint16_t *)p, __ATOMIC_ACQUIRE); }
 static inline void pvz_store_release_u16(void *p, uint16_t v) { __atomic_store_n((uint16_t *)p, v, __ATOMIC_RELEASE); }
 static inline uint32_t pvz_load_acquire_u32(const void *p) { return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE); }

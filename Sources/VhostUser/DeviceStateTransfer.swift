@@ -1,0 +1,92 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// VhostUserTransferDeviceState (SET_DEVICE_STATE_FD): direction, phase.
+public struct DeviceStateTransferPayload: Equatable, Sendable {
+    public static let size = 8
+    public enum Direction: UInt32, Sendable { case save = 0, load = 1 }
+    /// The only phase vhost-user defines: the VM and the device are stopped.
+    public static let phaseStopped: UInt32 = 0
+    public var direction: UInt32
+    public var phase: UInt32
+    public init(direction: UInt32, phase: UInt32) { self.direction = direction; self.phase = phase }
+    public static func decode(_ b: UnsafeRawBufferPointer) -> DeviceStateTransferPayload? {
+        guard b.count == size else { return nil }
+        return DeviceStateTransferPayload(direction: b.le32(0), phase: b.le32(4))
+    }
+    public func encode(into b: UnsafeMutableRawBufferPointer) {
+        b.putLE32(0, direction); b.putLE32(4, phase)
+    }
+    /// SET_DEVICE_STATE_FD's reply: bits 0–7 an error code, bit 8 "no fd returned".
+    public static let replyNoFD: UInt64 = 0x100
+}
+
+/// One state transfer over the front-end's pipe, on its own thread so the
+/// guest thread never blocks on a pipe QEMU reads or writes at its own pace.
+/// CHECK_DEVICE_STATE waits for it (bounded by `deadlineSeconds`).
+final class DeviceStateTransfer: @unchecked Sendable {
+    static let deadlineSeconds: Int32 = 30
+    let direction: DeviceStateTransferPayload.Direction
+    private let limit: Int
+    private var tid = pthread_t()
+    /// Set by the transfer thread once: the bytes read (load) or nil, and an error.
+    private let outcome = Mutex<(done: Bool, bytes: [UInt8], error: String?)>((false, [], nil))
+
+    /// Save: writes `bytes` to `fd`, then closes it. Load: reads `fd` to its
+    /// end (at most `limit` bytes), then closes it. Takes `fd`.
+    init(direction: DeviceStateTransferPayload.Direction, fd: Int32, bytes: [UInt8], limit: Int) {
+        self.direction = direction
+        self.limit = limit
+        let job = Job(transfer: self, fd: fd, bytes: bytes)
+        let box = Unmanaged.passRetained(job).toOpaque()
+        pthread_create(&tid, nil, { arg in
+            let j = Unmanaged<Job>.fromOpaque(arg!).takeRetainedValue()
+            j.transfer.run(fd: j.fd, bytes: j.bytes)
+            return nil
+        }, box)
+    }
+
+    private final class Job {
+        let transfer: DeviceStateTransfer, fd: Int32, bytes: [UInt8]
+        init(transfer: DeviceStateTransfer, fd: Int32, bytes: [UInt8]) { self.transfer = transfer; self.fd = fd; self.bytes = bytes }
+    }
+
+    private func run(fd: Int32, bytes: [UInt8]) {
+        defer { close(fd) }
+        var error: String?
+        var got: [UInt8] = []
+        if direction == .save {
+            var off = 0
+            while off < bytes.count, error == nil {
+                guard wait(fd, Int16(POLLOUT)) else { error = "the front-end did not read the state within \(Self.deadlineSeconds) s"; break }
+                let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
+                if n > 0 { off += n } else if n < 0 && errno != EINTR && errno != EAGAIN { error = "write: errno \(errno)" }
+            }
+        } else {
+            var buf = [UInt8](repeating: 0, count: 65536)
+            while error == nil {
+                guard wait(fd, Int16(POLLIN)) else { error = "the front-end sent no end of state within \(Self.deadlineSeconds) s"; break }
+                let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress!, $0.count) }
+                if n == 0 { break }
+                if n < 0 { if errno == EINTR || errno == EAGAIN { continue }; error = "read: errno \(errno)"; break }
+                got += buf[0..<n]
+                if got.count > limit { error = "state larger than \(limit) bytes"; break }
+            }
+        }
+        outcome.withLock { $0 = (true, got, error) }
+    }
+
+    private func wait(_ fd: Int32, _ events: Int16) -> Bool {
+        var p = pollfd(fd: fd, events: events, revents: 0)
+        let r = poll(&p, 1, Self.deadlineSeconds * 1000)
+        return r > 0 || (r < 0 && errno == EINTR)
+    }
+
+    /// Waits for the transfer to end; the bytes read (load) and an error, if any.
+    func finish() -> (bytes: [UInt8], error: String?) {
+        pthread_join(tid, nil)
+        return outcome.withLock { ($0.bytes, $0.error) }
+    }
+}

@@ -1,0 +1,47 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@inline(__always) func nowNs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Latency figures from round-trip samples (ns).
+struct Stats {
+    var p50: Double, p99: Double, mean: Double, perSecond: Double
+    init(_ samples: [UInt64]) {
+        let s = samples.sorted()
+        p50 = Double(s[s.count / 2]) / 1000
+        p99 = Double(s[min(s.count - 1, s.count * 99 / 100)]) / 1000
+        let total = s.reduce(0, +)
+        mean = Double(total) / Double(s.count) / 1000
+        perSecond = Double(s.count) / (Double(total) / 1e9)
+    }
+    func line(_ name: String) -> String {
+        String(format: "%-38@ p50 %8.2f us   p99 %8.2f us   mean %8.2f us   %9.0f /s", name as NSString, p50, p99, mean, perSecond)
+    }
+}
+
+func blockingRead(_ fd: Int32) {
+    var v: UInt64 = 0
+    while read(fd, &v, 8) != 8 {}
+}
+
+/// A thread that can be joined (the bench's own, not the daemon's).
+final class Joinable: @unchecked Sendable {
+    private var tid = pthread_t()
+    private let body: () -> Void
+    init(_ body: @escaping () -> Void) {
+        self.body = body
+        let me = Unmanaged.passRetained(self).toOpaque()
+        pthread_create(&tid, nil, { arg in
+            let j = Unmanaged<Joinable>.fromOpaque(arg!).takeRetainedValue()
+            j.body()
+            return nil
+        }, me)
+    }
+    func join() { pthread_join(tid, nil) }
+}
