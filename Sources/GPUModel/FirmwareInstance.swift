@@ -130,15 +130,18 @@ public final class FirmwareInstance: Sendable {
         return kick(writeOffset: k.writeOffset)
     }
 
-    /// `deadlineNs` (bank clock, 0 = none): the HCS deadline of this run.
-    /// A stop request (detach, interrupt) ends the run early like a deadline.
+    /// `deadlineNs` (bank clock, 0 = none): the HCS deadline of this run; once
+    /// it has passed the run stops at a command boundary if `yield` says more
+    /// important work waits. A stop request (detach, interrupt) ends the run
+    /// early the same way.
     @discardableResult
-    public func kick(writeOffset: UInt32, deadlineNs: UInt64 = 0) -> FirmwareRunResult? {
+    public func kick(writeOffset: UInt32, deadlineNs: UInt64 = 0, yield: (() -> Bool)? = nil) -> FirmwareRunResult? {
         let bank = self.bank
         let r = state.withLock { s -> FirmwareRunResult? in
             guard let heap = s.heap else { return nil }
             let deadline: () -> Bool = { [unowned self] in
-                stopRequests.load(ordering: .relaxed) != 0 || (deadlineNs != 0 && bank.clockNs >= deadlineNs)
+                stopRequests.load(ordering: .relaxed) != 0
+                    || (deadlineNs != 0 && bank.clockNs >= deadlineNs && (yield?() ?? true))
             }
             return s.firmware.run(heap: heap, upTo: writeOffset, clockNs: bank.clockNs, deadline: deadline) { bank.raise($0) }
         }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import PVZServer
+import Synchronization
 
 /// The one firmware thread serving every OSID (spec 7): the OSID with the
 /// highest priority and queued work goes first, round-robin among equal
@@ -54,6 +55,10 @@ public final class FirmwareScheduler: @unchecked Sendable {
     private var _isolationThreshold: UInt32 = 0
     private var _hcsDeadlineMs: UInt32 = 0
 
+    /// 1 + the highest priority among OSIDs with queued batches, 0 when none:
+    /// read without the lock by a running kick deciding whether to yield.
+    private let topWaiting = Atomic<UInt64>(0)
+
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let cond: UnsafeMutablePointer<pthread_cond_t>
     private var thread = pthread_t()
@@ -92,6 +97,24 @@ public final class FirmwareScheduler: @unchecked Sendable {
         return body()
     }
 
+    /// Under the mutex, after any change to the queues.
+    private func updateTopWaiting() {
+        var top: UInt64 = 0
+        for q in queues where q.count > 0 { top = max(top, UInt64(q.priority) + 1) }
+        topWaiting.store(top, ordering: .releasing)
+    }
+
+    /// True when an OSID with a priority above `priority` has work queued:
+    /// the hard context switch (VMM_CONF_HCS_DEADLINE) only pre-empts a run
+    /// that is past its deadline for more important work, as the DDK's does.
+    public func higherPriorityWaiting(than priority: UInt32) -> Bool {
+        topWaiting.load(ordering: .acquiring) > UInt64(priority) + 1
+    }
+
+    public func priority(of osid: OSID) -> UInt32 {
+        locked { index(osid).map { queues[$0].priority } ?? 0 }
+    }
+
     private func index(_ osid: OSID) -> Int? {
         Int(osid.rawValue) < queues.count ? Int(osid.rawValue) : nil
     }
@@ -116,13 +139,14 @@ public final class FirmwareScheduler: @unchecked Sendable {
             } else {
                 queues[i].items.append(work)
             }
+            updateTopWaiting()
             pthread_cond_broadcast(cond)
             return true
         }
     }
 
     public func setPriority(osid: OSID, priority: UInt32) {
-        locked { if let i = index(osid) { queues[i].priority = priority } }
+        locked { if let i = index(osid) { queues[i].priority = priority; updateTopWaiting() } }
     }
 
     /// Stops taking new batches (the running one finishes).
@@ -138,6 +162,7 @@ public final class FirmwareScheduler: @unchecked Sendable {
             queues[i].items.removeAll()
             queues[i].head = 0
             queues[i].cancelled &+= UInt64(n)
+            updateTopWaiting()
             pthread_cond_broadcast(cond)
             return n
         }
@@ -214,6 +239,7 @@ public final class FirmwareScheduler: @unchecked Sendable {
             }
             queues[i].running = true
             lastServed = i
+            updateTopWaiting()
             let deadlineMs = _hcsDeadlineMs
             pthread_mutex_unlock(mutex)
             let t0 = ContinuousClock.now

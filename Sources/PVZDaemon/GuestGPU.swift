@@ -316,7 +316,10 @@ public final class GuestGPU: @unchecked Sendable {
             } else {
                 let ms = UInt64(scheduler.hcsDeadlineMs)
                 let deadline = ms == 0 ? 0 : bank.clockNs &+ ms * 1_000_000
-                if let r = firmware.kick(writeOffset: kick.writeOffset, deadlineNs: deadline), r.preempted {
+                let scheduler = self.scheduler
+                let priority = ms == 0 ? 0 : scheduler.priority(of: osid)
+                if let r = firmware.kick(writeOffset: kick.writeOffset, deadlineNs: deadline,
+                                         yield: { scheduler.higherPriorityWaiting(than: priority) }), r.preempted {
                     // Stopped early: by the HCS deadline (run the rest later), or by a
                     // ring stop / release (then the generation or epoch moved on).
                     guard ringGeneration.load(ordering: .acquiring) == gen else { return }

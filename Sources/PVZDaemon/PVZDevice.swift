@@ -252,7 +252,14 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
         let v = ctx.vrings[PVZIdentity.eventq]
         guard v.isLive else { return }
         do {
-            if try gpu.deliverEvents(v, ctx.memory) { v.notifyIfNeeded() }
+            var used = false
+            // Out of buffers with events waiting: ask the driver to kick on its
+            // next buffer (EVENT_IDX avail_event), and look again in case it
+            // posted one meanwhile.
+            repeat {
+                if try gpu.deliverEvents(v, ctx.memory) { used = true }
+            } while gpu.bank.pendingEvents > 0 && v.armAndRecheck()
+            if used { v.notifyIfNeeded() }
         } catch {
             ctx.needsReset(queue: PVZIdentity.eventq, reason: error.description)
         }

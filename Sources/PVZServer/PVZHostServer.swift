@@ -9,6 +9,8 @@ import Synchronization
 /// (GuestRAM, RegisterFile, FirmwareControl).
 public final class PVZHostServer: Sendable {
     public let maxOSIDs: UInt32
+    /// The DDK PVZ ABI this host follows (function ids, VMMConfigure numbering).
+    public let ddkABI: DDKABI
     /// Index = OSID raw value; nil for OSIDs without a configured guest (and 0, the host).
     let ledgers: [GuestLedger?]
     let shared: Mutex<SharedState>
@@ -18,7 +20,8 @@ public final class PVZHostServer: Sendable {
     /// - Parameter hostPoolSize: bytes of host-origin heap all guests together
     ///   may hold (the emulated GPU's local memory); nil means only each
     ///   carve-out limits its guest.
-    public init(maxOSIDs: UInt32 = 8, guests: [GuestSpec], hostPoolSize: UInt64? = nil) throws(PVZConfigError) {
+    public init(maxOSIDs: UInt32 = 8, guests: [GuestSpec], hostPoolSize: UInt64? = nil,
+                ddkABI: DDKABI = .default) throws(PVZConfigError) {
         guard maxOSIDs >= 2, maxOSIDs <= PVZLayout.maxOSIDsLimit else {
             throw .maxOSIDsOutOfRange(maxOSIDs, limit: PVZLayout.maxOSIDsLimit)
         }
@@ -28,10 +31,11 @@ public final class PVZHostServer: Sendable {
                 throw .osidOutOfRange(g.osid, maxOSIDs: maxOSIDs)
             }
             guard specs[Int(g.osid.rawValue)] == nil else { throw .duplicateOSID(g.osid) }
-            try Self.validate(g)
+            try Self.validate(g, abi: ddkABI, maxOSIDs: maxOSIDs)
             specs[Int(g.osid.rawValue)] = g
         }
         self.maxOSIDs = maxOSIDs
+        self.ddkABI = ddkABI
         self.ledgers = specs.map { $0.map(GuestLedger.init(spec:)) }
         self.shared = Mutex(SharedState(priorities: Array(repeating: 0, count: Int(maxOSIDs)),
                                         hostPoolLimit: hostPoolSize ?? UInt64.max))
@@ -42,7 +46,21 @@ public final class PVZHostServer: Sendable {
         osid.rawValue < maxOSIDs ? ledgers[Int(osid.rawValue)] : nil
     }
 
-    static func validate(_ g: GuestSpec) throws(PVZConfigError) {
+    /// Firmware heap sizes a DDK of this ABI can have: RGX_FIRMWARE_RAW_HEAP_SIZE
+    /// is 1 << RGX_FW_HEAP_SHIFT, shift 22…25 (4–32 MiB) up to 23.2; 23.3 allows
+    /// up to 256 MiB divided among the drivers (host and guests build with the
+    /// same shift, and MAP needs the guest's size to equal it).
+    public static func ddkFirmwareHeapSizes(_ abi: DDKABI, maxOSIDs: UInt32) -> [UInt64] {
+        let shifts: ClosedRange<UInt64> = 22...25
+        var sizes = shifts.map { UInt64(1) << $0 }
+        if abi == .v23 {
+            let cap = (UInt64(1) << 28) / UInt64(max(maxOSIDs, 1))
+            sizes = (22...28).map { UInt64(1) << $0 }.filter { $0 <= cap || $0 <= 1 << 25 }
+        }
+        return sizes
+    }
+
+    static func validate(_ g: GuestSpec, abi: DDKABI = .default, maxOSIDs: UInt32 = 8) throws(PVZConfigError) {
         let page = PVZLayout.pageSize
         guard g.carveout.isPageAligned else { throw .carveoutUnaligned(g.osid, g.carveout, alignment: page) }
         guard g.carveout.size <= PVZLayout.maxRegionSize else {
@@ -53,6 +71,11 @@ public final class PVZHostServer: Sendable {
         guard p.fwHeapSize >= 2 * page, p.fwHeapSize % page == 0, p.fwHeapSize <= PVZLayout.maxRegionSize else {
             throw .heapSizeInvalid(g.osid, .fwLocal, size: p.fwHeapSize,
                                    reason: "must be a multiple of 4 KiB in 8 KiB...32 GiB")
+        }
+        let ddkSizes = Self.ddkFirmwareHeapSizes(abi, maxOSIDs: maxOSIDs)
+        guard ddkSizes.contains(p.fwHeapSize) else {
+            throw .heapSizeInvalid(g.osid, .fwLocal, size: p.fwHeapSize,
+                                   reason: "\(abi) firmware heaps are 1 << RGX_FW_HEAP_SHIFT: \(ddkSizes.map { "\($0 >> 20) MiB" }.joined(separator: ", "))")
         }
         guard p.gpuHeapSize >= page, p.gpuHeapSize % page == 0, p.gpuHeapSize <= PVZLayout.maxRegionSize else {
             throw .heapSizeInvalid(g.osid, .gpuLocal, size: p.gpuHeapSize,
@@ -150,6 +173,14 @@ public final class PVZHostServer: Sendable {
         guard request.count == HypercallRequestHeader.size + inSize else { return (.malformedRequest, .none) }
         guard response.count >= HypercallResponseHeader.size + function.outputSize else { return (.malformedRequest, .none) }
         guard header.devID == 0 else { return (.invalidParams, .none) }
+        // The call must exist in this DDK ABI. Its ui32FuncID is checked where
+        // the DDK's server checks it (1.13, 1.15: Map 1, Unmap 2, else
+        // INVALID_PARAMS; 0 = not given); 1.10 only asserts in debug builds and
+        // passes it through, 1.18 and later have none.
+        guard let funcID = ddkABI.funcID(of: function) else { return (.notImplemented, .none) }
+        if ddkABI == .v1_13 || ddkABI == .v1_15, header.funcID != 0, header.funcID != funcID {
+            return (.invalidParams, .none)
+        }
         let input = UnsafeRawBufferPointer(rebasing: request[HypercallRequestHeader.size...])
         let output = UnsafeMutableRawBufferPointer(rebasing: response[HypercallResponseHeader.size...])
         let policy = spec.policy
@@ -276,9 +307,11 @@ public final class PVZHostServer: Sendable {
             }
             (g.hostFwHeap, g.hostGpuHeap) = Self.hostHeapLayout(spec)
             g.hostHeapsCreated = true
+            // As the DDK's host: a guest-origin heap is not the host's to
+            // describe, it answers 0/0 (the guest's own policy says where).
             let view = Self.heapView(g)
-            let fw = Self.addrSize(of: .fwLocal, p, view) ?? (0, 0)
-            let gpu = Self.addrSize(of: .gpuLocal, p, view) ?? (0, 0)
+            let fw = p.fwHeapOrigin == .host ? Self.addrSize(of: .fwLocal, p, view) ?? (0, 0) : (0, 0)
+            let gpu = p.gpuHeapOrigin == .host ? Self.addrSize(of: .gpuLocal, p, view) ?? (0, 0) : (0, 0)
             CreateDevPhysHeapsOutput(type: p.heapType.rawValue, fwSize: fw.0, fwPAddr: fw.1,
                                      gpuSize: gpu.0, gpuPAddr: gpu.1).encode(into: out)
             g.remember(request: request, status: .ok, output: UnsafeRawBufferPointer(out))

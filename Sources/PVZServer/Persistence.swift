@@ -36,6 +36,11 @@ public struct PersistedState: Codable, Equatable, Sendable {
     public var priorities: [UInt32]
     public var isolationThreshold: UInt32
     public var hcsDeadline: UInt32
+    /// 23.x knobs (absent in files written before them).
+    public var isolationGroups: [UInt32]?
+    public var timeSlices: [UInt32]?
+    public var timeSliceInterval: UInt32?
+    public var connectionCooldown: UInt32?
 }
 
 extension PVZHostServer {
@@ -53,7 +58,9 @@ extension PVZHostServer {
         }
         return shared.withLock { s in
             PersistedState(version: PersistedState.currentVersion, guests: guests,
-                           priorities: s.priorities, isolationThreshold: s.isolationThreshold, hcsDeadline: s.hcsDeadline)
+                           priorities: s.priorities, isolationThreshold: s.isolationThreshold, hcsDeadline: s.hcsDeadline,
+                           isolationGroups: s.isolationGroups, timeSlices: s.timeSlices,
+                           timeSliceInterval: s.timeSliceInterval, connectionCooldown: s.connectionCooldown)
         }
     }
 
@@ -69,6 +76,14 @@ extension PVZHostServer {
             for (i, v) in p.priorities.enumerated() where i < s.priorities.count { s.priorities[i] = v }
             s.isolationThreshold = p.isolationThreshold
             s.hcsDeadline = p.hcsDeadline
+            for (i, v) in (p.isolationGroups ?? []).enumerated() where i < s.isolationGroups.count { s.isolationGroups[i] = v }
+            // Time slices only if they still add up (a hand-edited file is not trusted).
+            if let t = p.timeSlices, t.count <= s.timeSlices.count, t.allSatisfy({ $0 <= 100 }),
+               t.reduce(0, { $0 + UInt64($1) }) <= 100 {
+                for (i, v) in t.enumerated() { s.timeSlices[i] = v }
+            }
+            s.timeSliceInterval = p.timeSliceInterval ?? 0
+            s.connectionCooldown = p.connectionCooldown ?? 0
         }
         for e in p.guests {
             guard e.osid < maxOSIDs, let l = ledgers[Int(e.osid)] else {

@@ -114,6 +114,14 @@ public enum PVZError: Error, Equatable, Sendable, CustomStringConvertible {
     case priorityOSIDOutOfRange(OSID, maxOSIDs: UInt32)
     /// OnVmOffline: the firmware did not go idle in time; nothing was freed.
     case firmwareNotIdle(OSID)
+    /// A VMMConfigure parameter name no ABI knows.
+    case unknownConfParamName(String, abi: DDKABI)
+    /// A parameter that exists, but not in the ABI this host speaks.
+    case confParamNotInABI(String, abi: DDKABI)
+    /// A value the DDK refuses for that parameter.
+    case confParamValue(String, UInt32, reason: String)
+    /// OnVmOnline with a priority under an ABI whose OnVmOnline takes none.
+    case onlinePriorityNotInABI(OSID, abi: DDKABI)
 
     public var description: String {
         switch self {
@@ -129,6 +137,14 @@ public enum PVZError: Error, Equatable, Sendable, CustomStringConvertible {
             return "priority for \(o) refused: this server has OSIDs 0..<\(max)"
         case let .firmwareNotIdle(o):
             return "\(o) firmware did not go idle before the timeout: heaps kept, VM still online"
+        case let .unknownConfParamName(n, abi):
+            return "unknown VMMConfigure parameter \"\(n)\": \(abi) has \(abi.parameterNames.joined(separator: ", "))"
+        case let .confParamNotInABI(n, abi):
+            return "\(n) is not a VMMConfigure parameter of \(abi) (it has \(abi.parameterNames.joined(separator: ", ")))"
+        case let .confParamValue(n, v, reason):
+            return "\(n) = \(v) refused: \(reason)"
+        case let .onlinePriorityNotInABI(o, abi):
+            return "OnVmOnline(\(o)) takes no priority in \(abi): set VMM_CONF_PRIO_\(abi == .v23 ? "DRV" : "OSID")\(o.rawValue) with configure instead"
         }
     }
 }

@@ -81,6 +81,12 @@ struct SharedState {
     var priorities: [UInt32]
     var isolationThreshold: UInt32 = 0
     var hcsDeadline: UInt32 = 0
+    /// 23.x knobs: stored and reported (the emulated firmware has one
+    /// scheduler; isolation groups and time slices are the DDK's to enforce).
+    var isolationGroups = [UInt32](repeating: 0, count: 8)
+    var timeSlices = [UInt32](repeating: 0, count: 8)
+    var timeSliceInterval: UInt32 = 0
+    var connectionCooldown: UInt32 = 0
     var hostPoolUsed: UInt64 = 0
     let hostPoolLimit: UInt64
 

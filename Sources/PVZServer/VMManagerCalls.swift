@@ -16,6 +16,24 @@ public struct VMMParameters: Equatable, Sendable {
     public var priorities: [UInt32]
     public var isolationThreshold: UInt32
     public var hcsDeadline: UInt32
+    public var isolationGroups: [UInt32] = []
+    public var timeSlices: [UInt32] = []
+    public var timeSliceInterval: UInt32 = 0
+    public var connectionCooldown: UInt32 = 0
+
+    /// The value of a knob (0 for a priority beyond the configured OSIDs).
+    public func value(of k: VMMKnob) -> UInt32 {
+        func at(_ a: [UInt32], _ i: UInt32) -> UInt32 { Int(i) < a.count ? a[Int(i)] : 0 }
+        switch k {
+        case .priority(let n): return at(priorities, n)
+        case .isolationThreshold: return isolationThreshold
+        case .hcsDeadline: return hcsDeadline
+        case .isolationGroup(let n): return at(isolationGroups, n)
+        case .timeSlice(let n): return at(timeSlices, n)
+        case .timeSliceInterval: return timeSliceInterval
+        case .connectionCooldown: return connectionCooldown
+        }
+    }
 }
 
 public struct HeapSnapshot: Equatable, Sendable {
@@ -65,6 +83,15 @@ extension PVZHostServer {
     private func ledgerOf(_ osid: OSID) throws(PVZError) -> GuestLedger {
         guard let l = ledger(osid) else { throw .invalidOSID(osid, maxOSIDs: maxOSIDs) }
         return l
+    }
+
+    /// OnVmOnline as the ABI has it: with a priority in 1.10/1.13 (nil keeps
+    /// the OSID's current one), without one later (a priority is refused,
+    /// naming the ABI: it comes from VMM_CONF_PRIO_* only).
+    public func onVmOnline(osid: OSID, abiPriority: UInt32?) throws(PVZError) {
+        if abiPriority != nil, !ddkABI.onlineTakesPriority { throw .onlinePriorityNotInABI(osid, abi: ddkABI) }
+        let p = abiPriority ?? shared.withLock { s in Int(osid.rawValue) < s.priorities.count ? s.priorities[Int(osid.rawValue)] : 0 }
+        try onVmOnline(osid: osid, priority: p)
     }
 
     /// OnVmOnline: the guest may now call. Refused for an online OSID.
@@ -125,35 +152,67 @@ extension PVZHostServer {
         return OfflineResult(osid: g.spec.osid, freedHeaps: freed, devConfigDestroyed: dev)
     }
 
-    /// VMMConfigure with a raw VMM_CONF_PARAM (as it arrives from the control socket).
+    /// VMMConfigure with a parameter number as this host's DDK ABI numbers it.
     public func vmmConfigure(param raw: UInt32, value: UInt32) throws(PVZError) {
-        guard let p = VMMConfParam(rawValue: raw) else {
-            throw .unknownConfParam(raw, validRange: 0...VMMConfParam.hcsDeadline.rawValue)
+        guard let k = ddkABI.knob(number: raw) else {
+            throw .unknownConfParam(raw, validRange: 0...UInt32(ddkABI.knobs.count - 1))
         }
-        try vmmConfigure(param: p, value: value)
+        try vmmConfigure(knob: k, value: value)
+    }
+
+    /// VMMConfigure by name (VMM_CONF_HCS_DEADLINE, PRIO_OSID3, …), checked against this host's ABI.
+    public func vmmConfigure(name: String, value: UInt32) throws(PVZError) -> VMMKnob {
+        let k = try ddkABI.knob(named: name)
+        try vmmConfigure(knob: k, value: value)
+        return k
     }
 
     public func vmmConfigure(param: VMMConfParam, value: UInt32) throws(PVZError) {
-        if let o = param.priorityOSID {
-            guard o.rawValue < maxOSIDs else { throw .priorityOSIDOutOfRange(o, maxOSIDs: maxOSIDs) }
-            if let l = ledger(o) {
+        try vmmConfigure(param: param.rawValue, value: value)
+    }
+
+    /// VMMConfigure with the DDK's own checks (its value checks are 23.x's:
+    /// a priority within RGXFW_VZ_PRIORITY_MASK, time slices 0…100 summing to ≤ 100).
+    public func vmmConfigure(knob: VMMKnob, value: UInt32) throws(PVZError) {
+        let name = ddkABI.name(of: knob)
+        guard ddkABI.number(of: knob) != nil else { throw .confParamNotInABI(name, abi: ddkABI) }
+        switch knob {
+        case .priority(let n):
+            guard n < maxOSIDs else { throw .priorityOSIDOutOfRange(OSID(n), maxOSIDs: maxOSIDs) }
+            if ddkABI == .v23, value & ~((1 << 30) - 1) != 0 {
+                throw .confParamValue(name, value, reason: "a priority must fit RGXFW_VZ_PRIORITY_MASK (0...\((1 << 30) - 1))")
+            }
+            if let l = ledger(OSID(n)) {
                 l.withSlot { g in
                     g.priority = value
-                    shared.withLock { $0.priorities[Int(o.rawValue)] = value }
+                    shared.withLock { $0.priorities[Int(n)] = value }
                 }
             } else {
-                shared.withLock { $0.priorities[Int(o.rawValue)] = value }
+                shared.withLock { $0.priorities[Int(n)] = value }
             }
             return
-        }
-        shared.withLock { s in
-            if param == .isolationThreshold { s.isolationThreshold = value } else { s.hcsDeadline = value }
+        case .timeSlice(let n):
+            guard value <= 100 else { throw .confParamValue(name, value, reason: "a time slice is a percentage, 0...100") }
+            let refused = shared.withLock { s -> UInt32? in
+                let sum = s.timeSlices.enumerated().reduce(0) { $0 + ($1.offset == Int(n) ? value : $1.element) }
+                guard sum <= 100 else { return sum }
+                s.timeSlices[Int(n)] = value
+                return nil
+            }
+            if let sum = refused { throw .confParamValue(name, value, reason: "time slices would sum to \(sum)%, over 100%") }
+        case .isolationThreshold: shared.withLock { $0.isolationThreshold = value }
+        case .hcsDeadline: shared.withLock { $0.hcsDeadline = value }
+        case .isolationGroup(let n): shared.withLock { $0.isolationGroups[Int(n)] = value }
+        case .timeSliceInterval: shared.withLock { $0.timeSliceInterval = value }
+        case .connectionCooldown: shared.withLock { $0.connectionCooldown = value }
         }
     }
 
     public var vmmParameters: VMMParameters {
         shared.withLock { VMMParameters(priorities: $0.priorities, isolationThreshold: $0.isolationThreshold,
-                                        hcsDeadline: $0.hcsDeadline) }
+                                        hcsDeadline: $0.hcsDeadline, isolationGroups: $0.isolationGroups,
+                                        timeSlices: $0.timeSlices, timeSliceInterval: $0.timeSliceInterval,
+                                        connectionCooldown: $0.connectionCooldown) }
     }
 
     /// A front-end (QEMU) connected on this OSID's socket. Returns the state it

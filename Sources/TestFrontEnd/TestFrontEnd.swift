@@ -62,7 +62,7 @@ public final class TestFrontEnd {
         close(socketFD)
         munmap(ram, Int(ramSize))
         close(memFD)
-        for q in queues { close(q.kick.fd); close(q.call.fd) }
+        for q in queues { close(q.kick.fd); close(q.call.fd); close(q.err.fd) }
     }
 
     public func closeSocket() { shutdown(socketFD, Int32(SHUT_RDWR)) }
@@ -254,10 +254,13 @@ public final class TestFrontEnd {
         return features
     }
 
+    /// Every ring back to index 0 in place, fds kept (a guest reboot under the same QEMU).
+    public func resetQueues() { for q in queues { q.resetRing() } }
+
     /// Forgets the rings: the next `start` lays out fresh ones at index 0, as a
     /// guest driver does after a device reset.
     public func forgetQueues() {
-        for q in queues { close(q.kick.fd); close(q.call.fd) }
+        for q in queues { close(q.kick.fd); close(q.call.fd); close(q.err.fd) }
         queues = []
     }
 
@@ -350,6 +353,10 @@ public final class DriverQueue {
     public let descGPA: UInt64, availGPA: UInt64, usedGPA: UInt64
     public let kick: EventFD
     public let call: EventFD
+    /// The vring error eventfd: QEMU sets it once, when the device is
+    /// initialised, not at every start.
+    public let err: EventFD
+    private var errSent = false
     public private(set) var availIdx: UInt16 = 0
     public private(set) var lastUsed: UInt16 = 0
     private var nextDesc: UInt16 = 0
@@ -364,6 +371,7 @@ public final class DriverQueue {
         usedGPA = fe.alloc(6 + 8 * UInt64(size), align: 4096)
         kick = try EventFD(nonBlocking: true)
         call = try EventFD(nonBlocking: true)
+        err = try EventFD(nonBlocking: true)
     }
 
     func setUp(_ fe: TestFrontEnd, base: UInt16? = nil) throws {
@@ -377,6 +385,28 @@ public final class DriverQueue {
         try fe.send(.setVringAddr, payload: a)
         try fe.send(.setVringKick, payload: TestFrontEnd.u64(UInt64(index)), fds: [kick.fd])
         try fe.send(.setVringCall, payload: TestFrontEnd.u64(UInt64(index)), fds: [call.fd])
+        if !errSent {
+            try fe.send(.setVringErr, payload: TestFrontEnd.u64(UInt64(index)), fds: [err.fd])
+            errSent = true
+        }
+    }
+
+    /// A driver re-initialising the queue after a device reset: the rings
+    /// start from index 0 again; the eventfds stay (QEMU keeps them).
+    public func resetRing() {
+        availIdx = 0
+        lastUsed = 0
+        nextDesc = 0
+        memset(fe.host(availGPA), 0, Int(6 + 2 * UInt64(size)))
+        memset(fe.host(usedGPA), 0, Int(6 + 8 * UInt64(size)))
+    }
+
+    /// True once the back-end signalled this ring's error eventfd (drains it).
+    public func errorSignalled(timeoutMs: Int32 = 2000) -> Bool {
+        var pfd = pollfd(fd: err.fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&pfd, 1, timeoutMs) > 0 else { return false }
+        err.drain()
+        return true
     }
 
     /// A raw descriptor for malformed-chain tests.
@@ -432,10 +462,24 @@ public final class DriverQueue {
     /// Makes `head` available (whatever its descriptors say) and optionally kicks.
     public func publish(head: UInt16, kick doKick: Bool = true) {
         fe.store(availGPA + 4 + 2 * UInt64(availIdx % size), head)
+        let old = availIdx
         availIdx &+= 1
         pvz_store_release_u16(fe.host(availGPA + 2), availIdx)
-        if doKick { kick.signal() }
+        guard doKick else { return }
+        if honourEventIdx {
+            // Linux's virtqueue_kick_prepare: kick only if the device asked
+            // for it (vring_need_event on the used ring's avail_event).
+            pvz_fence_seq_cst()
+            let event = pvz_load_acquire_u16(fe.host(usedGPA + 4 + 8 * UInt64(size)))
+            if availIdx &- event &- 1 < availIdx &- old { kick.signal() }
+        } else {
+            kick.signal()
+        }
     }
+
+    /// Kick only when the device's avail_event asks for it, as a Linux
+    /// driver with VIRTIO_RING_F_EVENT_IDX does (default: always kick).
+    public var honourEventIdx = false
 
     /// Sets avail idx directly (for index-jump tests).
     public func forceAvailIdx(_ v: UInt16) { pvz_store_release_u16(fe.host(availGPA + 2), v); availIdx = v }

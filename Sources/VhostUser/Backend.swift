@@ -682,7 +682,9 @@ public final class Backend: BackendContext {
     private func resetRings() {
         for v in vrings {
             if v.started { stopRing(v) }
-            v.closeFDs()
+            // QEMU sets the error eventfd once, at init (vhost_virtqueue_init),
+            // and kick/call at every start: a reset must keep the first.
+            v.closeKickAndCall()
             v.enabled = false
             v.size = 0
             v.addr = nil

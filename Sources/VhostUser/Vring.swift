@@ -123,8 +123,12 @@ public final class Vring {
     }
 
     func closeFDs() {
+        closeKickAndCall()
+        closeIfOpen(&errFD)
+    }
+
+    func closeKickAndCall() {
         closeIfOpen(&kickFD)
         closeIfOpen(&callFD)
-        closeIfOpen(&errFD)
     }
 }

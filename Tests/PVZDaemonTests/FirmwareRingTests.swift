@@ -200,6 +200,31 @@ struct HCSDeadlineTests {
             last = t
         }
         #expect(increasing)
-        #expect(h.daemon.guests[0].device.gpu.preemptedKicks >= 0)
+        // Nobody more important waited: the deadline never pre-empted (DDK:
+        // the hard context switch is for more important work).
+        #expect(h.daemon.guests[0].device.gpu.preemptedKicks == 0)
+    }
+
+    /// A long kick of a low-priority OSID past the deadline yields at a
+    /// command boundary to a higher-priority OSID's kick, then finishes.
+    @Test func aLongKickYieldsToAHigherPriorityOSIDPastTheDeadline() throws {
+        let h = try Harness(guests: [(1, true, GuestPolicy()), (2, true, GuestPolicy())])  // priority = OSID
+        let low = try h.connect(1), high = try h.connect(2)
+        #expect(low.mapFirmwareHeap() == .ok && high.mapFirmwareHeap() == .ok)
+        #expect(h.daemon.handle(.configure(param: 9, value: 1), peer: PeerCredentials(pid: 0, uid: 0, gid: 0)).ok)
+        low.initRing(size: 16 << 20)          // 512 Ki NOPs: far longer than 1 ms
+        high.initRing()
+        high.command(0, op: 1, seq: 1, arg0: 0x2000, arg1: 7)
+        let bell = low.fe.alloc(8)
+        low.fe.store(bell, UInt32((16 << 20) - 32)); low.fe.store(bell + 4, UInt32(0))
+        low.kickq.add([(bell, 8, false)])
+        usleep(20_000)
+        #expect(high.kick(writeOffset: 32))
+        // The high-priority kick is done while the low one still runs.
+        #expect(high.fe.load(Guest.fwHeap + 0x2000, as: UInt64.self) == 7)
+        #expect(low.kickq.usedIdx == 0, "the low-priority kick finished first: no pre-emption")
+        #expect(low.kickq.waitUsed(timeoutMs: 60_000) != nil)
+        #expect(h.daemon.guests[0].device.gpu.preemptedKicks >= 1)
+        #expect(low.fe.load(Guest.fwHeap + 0xC, as: UInt32.self) == UInt32((16 << 20) - 32))   // ran whole
     }
 }

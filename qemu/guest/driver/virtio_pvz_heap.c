@@ -85,9 +85,14 @@ int pvz_heap_alloc(struct pvz_heap *h, u64 size)
 	h->pages = pfn_to_page(pfn);
 	h->size = size;
 	h->ipa = PFN_PHYS(pfn);
-	/* Guest RAM is in the direct map on x86_64: zero it there. */
-	memset(page_address(h->pages), 0, size);
+	pvz_heap_zero(h);
 	return 0;
+}
+
+/* Guest RAM is in the direct map on x86_64: zero it there. */
+void pvz_heap_zero(struct pvz_heap *h)
+{
+	memset(page_address(h->pages), 0, h->size);
 }
 
 void pvz_heap_free(struct pvz_heap *h)

@@ -14,5 +14,6 @@ struct pvz_heap {
 
 int pvz_heap_alloc(struct pvz_heap *h, u64 size);
 void pvz_heap_free(struct pvz_heap *h);
+void pvz_heap_zero(struct pvz_heap *h);
 
 #endif

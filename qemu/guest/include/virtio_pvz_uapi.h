@@ -5,7 +5,16 @@
  *
  * Wire values (functions, statuses, heap ids, event types, ring layout) are
  * those of docs/spec virtio-pvz.md version 1; this header is shared by the
- * kernel module and the guest test program so they cannot drift apart.
+ * kernel module and the guest test programs so they cannot drift apart. Like
+ * every Linux uapi header it uses <linux/types.h>, so it can be included
+ * after any libc header.
+ *
+ * Privileges: the node is root-only (0600) by default. Ioctls that change
+ * the device (create/destroy, the firmware heap, WRITE_REG, KICK, RAW) need
+ * CAP_SYS_ADMIN at the time of the call; GET_CONFIG, READ_REG, the two heap
+ * queries, read()/poll() of events and the read-only register mapping do not.
+ * The firmware heap belongs to the driver: user space never names a physical
+ * address to the device.
  *
  * Every call ioctl returns 0 when the device answered with a well-formed
  * response, whatever its PVZ status: the status is in hdr.status so that a
@@ -15,25 +24,21 @@
  *   EPROTO     the response was malformed (length, echoed function or
  *              request_id, reserved field, status value, output fields that
  *              contradict config space); the kernel log says which byte
- *   EIO        the virtqueue is broken (device needs reset)
+ *   EIO        the device needs a reset, or a reset ended the call (the
+ *              driver resets and re-initialises the device by itself)
+ *   ENODEV     the device was removed (the file stays open, every call fails)
+ *   EPERM      the call needs CAP_SYS_ADMIN, or RAW named a heap function
  *   EINVAL     the ioctl argument itself was invalid
  */
 #ifndef VIRTIO_PVZ_UAPI_H
 #define VIRTIO_PVZ_UAPI_H
 
-#ifdef __KERNEL__
 #include <linux/types.h>
 #include <linux/ioctl.h>
-#else
-#include <stdint.h>
-#include <sys/ioctl.h>
-typedef uint8_t __u8;
-typedef uint32_t __u32;
-typedef int32_t __s32;
-typedef uint64_t __u64;
-#endif
 
-#define VIRTIO_PVZ_DEVICE_ID     63
+/* Provisional, not OASIS-assigned; the module parameter virtio_id binds
+ * another ID as well. The one definition of the guest side's device ID. */
+#define VIRTIO_ID_PVZ            63
 #define VIRTIO_PVZ_MAGIC         0x315A5650u /* "PVZ1" */
 #define VIRTIO_PVZ_VERSION       1
 #define VIRTIO_PVZ_CONFIG_SIZE   64
@@ -154,6 +159,10 @@ struct pvz_config {
 	__u64 calls;
 	__u64 call_timeouts;
 	__u64 call_protocol_errors;
+	__u64 events_deferred;   /* eventq interrupts that hit the budget */
+	__u32 device_resets;     /* NEEDS_RESET recoveries */
+	__u32 cleanup_failures;  /* probe/remove/reset could not clear host state */
+	__u64 last_request_id;   /* request ids increase per device, never reused */
 };
 
 /* Common part of every call ioctl. func_id/dev_id go to the device as
@@ -183,12 +192,6 @@ struct pvz_phys_heaps {
 	__u64 gpu_paddr;
 };
 
-struct pvz_map_heap {
-	struct pvz_call_hdr hdr;
-	__u64 size;
-	__u64 paddr;
-};
-
 struct pvz_heap_origin {
 	struct pvz_call_hdr hdr;
 	__u32 heap;
@@ -209,13 +212,16 @@ struct pvz_reg {
 	__u32 value;
 };
 
-/* RAW: request bytes sent as given, no validation of the answer beyond
- * "used length fits the buffer"; for bad-call tests. */
+/* RAW: request bytes sent as given, except that bytes 12..15 (request_id)
+ * of a request of 16 bytes or more are the driver's own id; no validation of
+ * the answer beyond "used length fits the buffer"; for bad-call tests.
+ * Functions 3..6 (heap creation and mapping) are refused with EPERM unless
+ * the module was loaded with debug_unsafe=1 (test images only). */
 struct pvz_raw {
 	__u32 req_len;     /* 0..PVZ_RAW_MAX */
 	__u32 resp_len;    /* device-writable bytes offered, 1..PVZ_RAW_MAX */
 	__u32 used_len;    /* out: len from the used ring */
-	__u32 pad;
+	__u32 request_id;  /* out: the id written at bytes 12..15 (0: req_len < 16) */
 	__u8 req[PVZ_RAW_MAX];
 	__u8 resp[PVZ_RAW_MAX];
 };
@@ -225,12 +231,19 @@ struct pvz_kick {
 	__u32 flags;
 };
 
-/* Firmware heap from guest RAM (physically contiguous, zeroed). size 0
- * means the size GET_DEV_PHYS_HEAP_ADDR_SIZE(FW_LOCAL) reports (config
- * space's fw_heap_size is 0 until a heap is mapped). mmap() offset
- * PVZ_MMAP_FW_HEAP maps it. */
+/* The firmware heap of the guest-origin policy. MAP_FW_HEAP asks the host
+ * for FW_LOCAL's origin and size (GET_DEV_PHYS_HEAP_ORIGIN / _ADDR_SIZE),
+ * allocates that much physically contiguous, zeroed guest RAM and sends
+ * MAP_DEV_PHYS_HEAP with its own address; hdr.status is that call's status
+ * (INVALID_PVZ_CONFIG when the origin is HOST; nothing is allocated then).
+ * A heap already mapped gives EEXIST. UNMAP_FW_HEAP sends
+ * UNMAP_DEV_PHYS_HEAP and frees the heap once config space shows that the
+ * device maps nothing overlapping it (EBUSY while a process still has it
+ * mmap()ed, or while the device keeps a mapping). mmap() offset
+ * PVZ_MMAP_FW_HEAP, MAP_SHARED, maps it for the command ring. */
 struct pvz_fw_heap {
-	__u64 size;   /* in/out */
+	struct pvz_call_hdr hdr;
+	__u64 size;   /* out */
 	__u64 ipa;    /* out */
 };
 
@@ -243,15 +256,18 @@ struct pvz_fw_heap {
 #define PVZ_IOC_DESTROY_DEV_CONFIG     _IOWR(PVZ_IOC_MAGIC, 0x02, struct pvz_call_hdr)
 #define PVZ_IOC_CREATE_DEV_PHYS_HEAPS  _IOWR(PVZ_IOC_MAGIC, 0x03, struct pvz_phys_heaps)
 #define PVZ_IOC_DESTROY_DEV_PHYS_HEAPS _IOWR(PVZ_IOC_MAGIC, 0x04, struct pvz_call_hdr)
-#define PVZ_IOC_MAP_DEV_PHYS_HEAP      _IOWR(PVZ_IOC_MAGIC, 0x05, struct pvz_map_heap)
-#define PVZ_IOC_UNMAP_DEV_PHYS_HEAP    _IOWR(PVZ_IOC_MAGIC, 0x06, struct pvz_call_hdr)
+/* 0x05, 0x06 (MAP/UNMAP_DEV_PHYS_HEAP with a user-named address), 0x22 and
+ * 0x23 (ALLOC/FREE_FW_HEAP) are retired: see PVZ_IOC_MAP_FW_HEAP. */
 #define PVZ_IOC_GET_HEAP_ORIGIN        _IOWR(PVZ_IOC_MAGIC, 0x07, struct pvz_heap_origin)
 #define PVZ_IOC_GET_HEAP_ADDR_SIZE     _IOWR(PVZ_IOC_MAGIC, 0x08, struct pvz_heap_addr_size)
 #define PVZ_IOC_READ_REG               _IOWR(PVZ_IOC_MAGIC, 0x09, struct pvz_reg)
 #define PVZ_IOC_WRITE_REG              _IOWR(PVZ_IOC_MAGIC, 0x0A, struct pvz_reg)
 #define PVZ_IOC_RAW                    _IOWR(PVZ_IOC_MAGIC, 0x20, struct pvz_raw)
 #define PVZ_IOC_KICK                   _IOW(PVZ_IOC_MAGIC, 0x21, struct pvz_kick)
-#define PVZ_IOC_ALLOC_FW_HEAP          _IOWR(PVZ_IOC_MAGIC, 0x22, struct pvz_fw_heap)
-#define PVZ_IOC_FREE_FW_HEAP           _IO(PVZ_IOC_MAGIC, 0x23)
+#define PVZ_IOC_MAP_FW_HEAP            _IOWR(PVZ_IOC_MAGIC, 0x24, struct pvz_fw_heap)
+#define PVZ_IOC_UNMAP_FW_HEAP          _IOWR(PVZ_IOC_MAGIC, 0x25, struct pvz_call_hdr)
+/* debug_unsafe=1 only: put a chain with an address outside guest RAM on
+ * hypercallq, so the device must go to NEEDS_RESET (recovery tests). */
+#define PVZ_IOC_DEBUG_BREAK_RING       _IO(PVZ_IOC_MAGIC, 0x30)
 
 #endif

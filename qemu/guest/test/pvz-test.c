@@ -7,7 +7,7 @@
  *   pvz.osid=N                 this guest's OSID
  *   pvz.carveout=IPA:SIZE      this guest's carve-out (regs bank + host heaps)
  *   pvz.mode=M[,M...]          full | steady | offline-watch | reconnect | hammer |
- *                              map-and-exit | bench
+ *                              map-and-exit | hold-heaps | bench
  *   pvz.bench=N                hypercalls timed by the benchmark (>= 10000)
  *   pvz.loop_s=S               duration bound of the loop modes
  * Output: one "PVZTEST <name> PASS|FAIL <detail>" line per check,
@@ -35,11 +35,13 @@ static int fd = -1;
 static unsigned int passed, failed;
 static struct {
 	unsigned int osid;
-	uint64_t co_ipa, co_size;
+	__u64 co_ipa, co_size;
 	char mode[128];
 	unsigned int bench;
 	unsigned int loop_s;
 } arg = { .mode = "full", .bench = 10000, .loop_s = 30 };
+
+static bool check(const char *name, bool ok, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static bool check(const char *name, bool ok, const char *fmt, ...)
 {
@@ -72,12 +74,12 @@ static int xioctl(unsigned long cmd, void *a)
 	return last_rc;
 }
 
-static uint64_t now_ns(void)
+static __u64 now_ns(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+	return (__u64)ts.tv_sec * 1000000000ull + ts.tv_nsec;
 }
 
 static const char *st_name(uint32_t s)
@@ -154,11 +156,44 @@ static uint32_t hdr_call(unsigned long cmd)
 	return do_ioctl(cmd, &h, &h);
 }
 
-static uint32_t map_heap(uint64_t paddr, uint64_t size)
+/* MAP_DEV_PHYS_HEAP with an address of the test's choosing: only through
+ * RAW, and only when the module was loaded with debug_unsafe=1. */
+static uint32_t raw_map_heap(__u64 paddr, __u64 size)
 {
-	struct pvz_map_heap m = { .size = size, .paddr = paddr };
+	struct pvz_raw r;
+	uint32_t fn = PVZ_FN_MAP_DEV_PHYS_HEAP, st;
 
-	return do_ioctl(PVZ_IOC_MAP_DEV_PHYS_HEAP, &m, &m.hdr);
+	memset(&r, 0, sizeof(r));
+	r.req_len = 32;
+	r.resp_len = 16;
+	memcpy(r.req, &fn, 4);
+	memcpy(r.req + 16, &size, 8);
+	memcpy(r.req + 24, &paddr, 8);
+	if (ioctl(fd, PVZ_IOC_RAW, &r) < 0)
+		return XFAIL(errno);
+	if (r.used_len < 16)
+		return XFAIL(EPROTO);
+	memcpy(&st, r.resp, 4);
+	return st;
+}
+
+static bool debug_unsafe(void)
+{
+	char v[8] = "";
+	FILE *f = fopen("/sys/module/virtio_pvz/parameters/debug_unsafe", "r");
+
+	if (f) {
+		if (!fgets(v, sizeof(v), f))
+			v[0] = 0;
+		fclose(f);
+	}
+	return v[0] == 'Y' || v[0] == '1';
+}
+
+static uint32_t map_fw_heap(struct pvz_fw_heap *h)
+{
+	memset(h, 0, sizeof(*h));
+	return do_ioctl(PVZ_IOC_MAP_FW_HEAP, h, &h->hdr);
 }
 
 static uint32_t heap_origin(uint32_t heap, uint32_t *origin)
@@ -187,12 +222,12 @@ static int get_config(struct pvz_config *c)
 /* Collect events until `want` of them arrived or `ms` passed. */
 static int read_events(struct pvz_event *ev, int max, int want, int ms)
 {
-	uint64_t deadline = now_ns() + (uint64_t)ms * 1000000ull;
+	__u64 deadline = now_ns() + (__u64)ms * 1000000ull;
 	int n = 0;
 
 	while (n < max) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int64_t left = (int64_t)(deadline - now_ns()) / 1000000;
+		__s64 left = (__s64)(deadline - now_ns()) / 1000000;
 		ssize_t r;
 
 		if (n >= want || left <= 0) {
@@ -235,15 +270,15 @@ static void test_config(void)
 	check("config.osid", arg.osid && c.osid == arg.osid, "got=%u cmdline=%u", c.osid, arg.osid);
 	check("config.max_osids", c.osid < c.max_osids && c.max_osids <= 64, "max_osids=%u", c.max_osids);
 	check("config.regs", c.regs_ipa == arg.co_ipa && c.regs_size == VIRTIO_PVZ_REGS_SIZE,
-	      "regs_ipa=%#" PRIx64 " carveout_ipa=%#" PRIx64 " regs_size=%#x", c.regs_ipa, arg.co_ipa,
+	      "regs_ipa=%#llx carveout_ipa=%#llx regs_size=%#x", c.regs_ipa, arg.co_ipa,
 	      c.regs_size);
 	check("config.online", c.status & PVZ_STATUS_ONLINE, "status=%#x", c.status);
 	check("config.fw_heap_unmapped", !c.fw_heap_size && !c.fw_heap_ipa && !(c.status & PVZ_STATUS_FW_HEAP_MAPPED),
-	      "fw_heap_ipa=%#" PRIx64 " fw_heap_size=%#" PRIx64 " status=%#x (nothing mapped yet)",
+	      "fw_heap_ipa=%#llx fw_heap_size=%#llx status=%#x (nothing mapped yet)",
 	      c.fw_heap_ipa, c.fw_heap_size, c.status);
-	check("config.features", c.features & (1ull << 32), "features=%#" PRIx64 " (VERSION_1 needed)",
+	check("config.features", c.features & (1ull << 32), "features=%#llx (VERSION_1 needed)",
 	      c.features);
-	printf("PVZINFO osid=%u bvnc=%#" PRIx64 " irq=%u priority=%u status=%#x\n",
+	printf("PVZINFO osid=%u bvnc=%#llx irq=%u priority=%u status=%#x\n",
 	       c.osid, c.bvnc, c.irq, c.priority, c.status);
 	cfg0 = c;
 }
@@ -259,7 +294,7 @@ static void test_dev_config(void)
 	if (expect_st("create_dev_config", do_ioctl(PVZ_IOC_CREATE_DEV_CONFIG, &d, &d.hdr), PVZ_OK))
 		check("create_dev_config.values",
 		      d.regs_pbase == arg.co_ipa && d.regs_size == VIRTIO_PVZ_REGS_SIZE && d.irq == cfg0.irq,
-		      "irq=%u regs_pbase=%#" PRIx64 " regs_size=%#x", d.irq, d.regs_pbase, d.regs_size);
+		      "irq=%u regs_pbase=%#llx regs_size=%#x", d.irq, d.regs_pbase, d.regs_size);
 	memset(&d, 0, sizeof(d));
 	expect_st("create_dev_config.twice", do_ioctl(PVZ_IOC_CREATE_DEV_CONFIG, &d, &d.hdr),
 		  PVZ_ALREADY_EXISTS);
@@ -268,9 +303,9 @@ static void test_dev_config(void)
 }
 
 static uint32_t fw_origin = 99, gpu_origin = 99;
-static uint64_t fw_policy_size; /* from GET_DEV_PHYS_HEAP_ADDR_SIZE(FW_LOCAL) */
+static __u64 fw_policy_size; /* from GET_DEV_PHYS_HEAP_ADDR_SIZE(FW_LOCAL) */
 
-static bool in_carveout(uint64_t a, uint64_t s)
+static bool in_carveout(__u64 a, __u64 s)
 {
 	return a >= arg.co_ipa + VIRTIO_PVZ_REGS_SIZE && a + s >= a && a + s <= arg.co_ipa + arg.co_size;
 }
@@ -292,7 +327,7 @@ static void test_heaps(void)
 		fw_policy_size = as.size;
 		check("get_heap_addr_size.fw.value", as.size && !(as.size & 4095) &&
 		      (fw_origin == PVZ_ORIGIN_HOST || as.addr == 0),
-		      "addr=%#" PRIx64 " size=%#" PRIx64 " (guest origin, unmapped: 0/size)", as.addr, as.size);
+		      "addr=%#llx size=%#llx (guest origin, unmapped: 0/size)", as.addr, as.size);
 	}
 
 	expect_st("destroy_dev_phys_heaps.nothing", hdr_call(PVZ_IOC_DESTROY_DEV_PHYS_HEAPS), PVZ_NOT_FOUND);
@@ -305,13 +340,13 @@ static void test_heaps(void)
 		check("create_dev_phys_heaps.type", h.type == PVZ_HEAP_TYPE_UMA, "type=%u", h.type);
 		if (gpu_origin == PVZ_ORIGIN_HOST)
 			check("create_dev_phys_heaps.gpu_in_carveout", h.gpu_size && in_carveout(h.gpu_paddr, h.gpu_size),
-			      "gpu=%#" PRIx64 "+%#" PRIx64 " carveout=%#" PRIx64 "+%#" PRIx64 " (after the 64 KiB bank)",
+			      "gpu=%#llx+%#llx carveout=%#llx+%#llx (after the 64 KiB bank)",
 			      h.gpu_paddr, h.gpu_size, arg.co_ipa, arg.co_size);
 		if (fw_origin == PVZ_ORIGIN_HOST)
 			check("create_dev_phys_heaps.fw_in_carveout",
 			      h.fw_size == fw_policy_size && in_carveout(h.fw_paddr, h.fw_size),
-			      "fw=%#" PRIx64 "+%#" PRIx64, h.fw_paddr, h.fw_size);
-		printf("PVZINFO heaps type=%u fw=%#" PRIx64 "+%#" PRIx64 " gpu=%#" PRIx64 "+%#" PRIx64 "\n",
+			      "fw=%#llx+%#llx", h.fw_paddr, h.fw_size);
+		printf("PVZINFO heaps type=%u fw=%#llx+%#llx gpu=%#llx+%#llx\n",
 		       h.type, h.fw_paddr, h.fw_size, h.gpu_paddr, h.gpu_size);
 	}
 	memset(&h, 0, sizeof(h));
@@ -323,7 +358,7 @@ static void test_heaps(void)
 		/* UMA: 0/0 per the reference header; a carve-out heap: inside it. */
 		check("get_heap_addr_size.gpu.value",
 		      (as.addr == 0 && as.size == 0) || in_carveout(as.addr, as.size),
-		      "addr=%#" PRIx64 " size=%#" PRIx64, as.addr, as.size);
+		      "addr=%#llx size=%#llx", as.addr, as.size);
 	memset(&as, 0, sizeof(as));
 	as.heap = 42;
 	expect_st("bad.heap_addr_size.heap_id", do_ioctl(PVZ_IOC_GET_HEAP_ADDR_SIZE, &as, &as.hdr),
@@ -383,9 +418,14 @@ static void test_raw(void)
 	r.req[0] = PVZ_FN_READ_REG;
 	r.req[12] = 0x5a;
 	if (check("bad.truncated_input.call", xioctl(PVZ_IOC_RAW, &r) == 0, "errno=%s", errstr())) {
+		uint32_t eid;
+
 		memcpy(&st, r.resp, 4);
-		check("bad.truncated_input", r.used_len >= 16 && st == PVZ_MALFORMED_REQUEST && r.resp[8] == 0x5a,
-		      "used_len=%u status=%s echoed_id=%#x", r.used_len, st_name(st), r.resp[8]);
+		memcpy(&eid, r.resp + 8, 4);
+		/* the driver puts its own request id over the test's 0x5a */
+		check("bad.truncated_input", r.used_len >= 16 && st == PVZ_MALFORMED_REQUEST && eid == r.request_id &&
+		      r.request_id != 0x5a, "used_len=%u status=%s echoed_id=%#x request_id=%#x", r.used_len,
+		      st_name(st), eid, r.request_id);
 	}
 	memset(&r, 0, sizeof(r));
 	r.req_len = 16;
@@ -393,12 +433,14 @@ static void test_raw(void)
 	r.req[0] = 99; /* unknown function */
 	r.req[12] = 0x77;
 	if (check("bad.unknown_function.call", xioctl(PVZ_IOC_RAW, &r) == 0, "errno=%s", errstr())) {
-		uint32_t fn;
+		uint32_t fn, eid;
 
 		memcpy(&st, r.resp, 4);
 		memcpy(&fn, r.resp + 4, 4);
+		memcpy(&eid, r.resp + 8, 4);
 		check("bad.unknown_function", r.used_len == 16 && st == PVZ_MALFORMED_REQUEST && fn == 99 &&
-		      r.resp[8] == 0x77, "used_len=%u status=%s echoed_fn=%u", r.used_len, st_name(st), fn);
+		      eid == r.request_id, "used_len=%u status=%s echoed_fn=%u echoed_id=%#x request_id=%#x",
+		      r.used_len, st_name(st), fn, eid, r.request_id);
 	}
 	memset(&r, 0, sizeof(r));
 	r.req_len = 20;
@@ -422,14 +464,14 @@ static void test_raw(void)
 
 static volatile uint8_t *heap;
 static struct pvz_fw_heap fwh;
-static uint64_t next_seq = 1;
+static __u64 next_seq = 1;
 static uint32_t wr; /* write offset inside the command area */
 static uint32_t ring_size = 4096;
 
 #define RING32(off) ((volatile uint32_t *)(heap + (off)))
-#define RING64(off) ((volatile uint64_t *)(heap + (off)))
+#define RING64(off) ((volatile __u64 *)(heap + (off)))
 
-static void put_cmd(uint32_t op, uint64_t a0, uint64_t a1)
+static void put_cmd(uint32_t op, __u64 a0, __u64 a1)
 {
 	struct pvz_cmd c = { .op = op, .seq = next_seq++, .arg0 = a0, .arg1 = a1 };
 
@@ -447,19 +489,19 @@ static int kick(void)
 }
 
 /* Wait until the firmware's completed_seq reaches seq. */
-static bool wait_seq(uint64_t seq, int ms)
+static bool wait_seq(__u64 seq, int ms)
 {
-	uint64_t deadline = now_ns() + (uint64_t)ms * 1000000ull;
+	__u64 deadline = now_ns() + (__u64)ms * 1000000ull;
 
 	while (now_ns() < deadline) {
-		if (__atomic_load_n((uint64_t *)(heap + PVZ_RING_OFF_SEQ), __ATOMIC_ACQUIRE) >= seq)
+		if (__atomic_load_n((__u64 *)(heap + PVZ_RING_OFF_SEQ), __ATOMIC_ACQUIRE) >= seq)
 			return true;
 		usleep(200);
 	}
 	return false;
 }
 
-static int count_completion_events(struct pvz_event *ev, int n, uint64_t *last)
+static int count_completion_events(struct pvz_event *ev, int n, __u64 *last)
 {
 	int i, k = 0;
 
@@ -474,7 +516,7 @@ static int count_completion_events(struct pvz_event *ev, int n, uint64_t *last)
 static void test_ring(void)
 {
 	struct pvz_event ev[64];
-	uint64_t last = 0, ts;
+	__u64 last = 0, ts;
 	uint32_t irq = 0, rd;
 	int n, i, k;
 	bool saw_irq = false, saw_fault = false;
@@ -490,17 +532,17 @@ static void test_ring(void)
 	put_cmd(PVZ_OP_FENCE, 0x100000, 0xF00DF00D12345678ull);
 	put_cmd(PVZ_OP_TIMESTAMP, 0x100008, 0);
 	check("ring.kick1", kick() == 0, "errno=%s", errstr());
-	check("ring.kick1.completed_seq", wait_seq(next_seq - 1, 5000), "completed_seq=%" PRIu64 " want=%" PRIu64,
+	check("ring.kick1.completed_seq", wait_seq(next_seq - 1, 5000), "completed_seq=%llu want=%llu",
 	      *RING64(PVZ_RING_OFF_SEQ), next_seq - 1);
-	check("ring.fence", *RING64(0x100000) == 0xF00DF00D12345678ull, "value=%#" PRIx64, *RING64(0x100000));
+	check("ring.fence", *RING64(0x100000) == 0xF00DF00D12345678ull, "value=%#llx", *RING64(0x100000));
 	ts = *RING64(0x100008);
-	check("ring.timestamp", ts != 0, "ns=%" PRIu64, ts);
+	check("ring.timestamp", ts != 0, "ns=%llu", ts);
 	rd = *RING32(PVZ_RING_OFF_READ);
 	check("ring.read_offset", rd == wr, "read_offset=%u write_offset=%u", rd, wr);
 	n = read_events(ev, 64, 1, 3000);
 	n += read_events(ev + n, 64 - n, 64, 200); /* anything extra would show here */
 	k = count_completion_events(ev, n, &last);
-	check("ring.kick1.one_event", k == 1 && last == next_seq - 1, "events=%d completion=%d value=%" PRIu64, n, k, last);
+	check("ring.kick1.one_event", k == 1 && last == next_seq - 1, "events=%d completion=%d value=%llu", n, k, last);
 
 	/* kick 2: IRQ op, then a FENCE */
 	put_cmd(PVZ_OP_IRQ, 0xC0DE0001u, 0);
@@ -515,8 +557,8 @@ static void test_ring(void)
 			saw_irq = true;
 	k = count_completion_events(ev, n, &last);
 	check("ring.irq_event", saw_irq, "events=%d", n);
-	check("ring.kick2.one_event", k == 1 && last == next_seq - 1, "completion=%d value=%" PRIu64, k, last);
-	check("ring.timestamp.monotonic", *RING64(0x100038) > ts, "first=%" PRIu64 " second=%" PRIu64, ts,
+	check("ring.kick2.one_event", k == 1 && last == next_seq - 1, "completion=%d value=%llu", k, last);
+	check("ring.timestamp.monotonic", *RING64(0x100038) > ts, "first=%llu second=%llu", ts,
 	      *RING64(0x100038));
 
 	{
@@ -525,9 +567,9 @@ static void test_ring(void)
 		read_reg(PVZ_REG_FW_READ_OFFSET, &ro, 0);
 		read_reg(PVZ_REG_FW_COMPLETED_SEQ_LO, &lo, 0);
 		read_reg(PVZ_REG_FW_COMPLETED_SEQ_HI, &hi, 0);
-		check("regs.fw_mirror", ro == wr && (((uint64_t)hi << 32) | lo) == next_seq - 1,
-		      "FW_READ_OFFSET=%u want %u, completed_seq=%" PRIu64 " want %" PRIu64, ro, wr,
-		      ((uint64_t)hi << 32) | lo, next_seq - 1);
+		check("regs.fw_mirror", ro == wr && (((__u64)hi << 32) | lo) == next_seq - 1,
+		      "FW_READ_OFFSET=%u want %u, completed_seq=%llu want %llu", ro, wr,
+		      ((__u64)hi << 32) | lo, next_seq - 1);
 	}
 	/* IRQ_STATUS: bit0 set by firmware events, cleared by writing 1 */
 	expect_st("irq_status.read", read_reg(PVZ_REG_IRQ_STATUS, &irq, 0), PVZ_OK);
@@ -548,9 +590,9 @@ static void test_ring(void)
 	n += read_events(ev + n, 64 - n, 64, 200);
 	k = count_completion_events(ev, n, &last);
 	check("ring.burst.one_event_per_kick", k == 3 && last == next_seq - 1,
-	      "completion_events=%d last=%" PRIu64 " want 3, %" PRIu64, k, last, next_seq - 1);
+	      "completion_events=%d last=%llu want 3, %llu", k, last, next_seq - 1);
 	check("ring.burst.fences", *RING64(0x100018) == 100 && *RING64(0x100020) == 101 && *RING64(0x100028) == 102,
-	      "%" PRIu64 " %" PRIu64 " %" PRIu64, *RING64(0x100018), *RING64(0x100020), *RING64(0x100028));
+	      "%llu %llu %llu", *RING64(0x100018), *RING64(0x100020), *RING64(0x100028));
 
 	/* a FENCE outside the heap fails only itself */
 	put_cmd(PVZ_OP_FENCE, fwh.size, 0xBAD);
@@ -562,7 +604,7 @@ static void test_ring(void)
 		if (ev[i].type == PVZ_EVENT_FIRMWARE && ev[i].code == PVZ_FW_FAULT_CODE)
 			saw_fault = true;
 	check("ring.fault.event", saw_fault, "events=%d want code %#x", n, PVZ_FW_FAULT_CODE);
-	check("ring.fault.next_cmd_ran", *RING64(0x100030) == 7, "value=%" PRIu64, *RING64(0x100030));
+	check("ring.fault.next_cmd_ran", *RING64(0x100030) == 7, "value=%llu", *RING64(0x100030));
 	rd = *RING32(PVZ_RING_OFF_READ);
 	check("ring.fault.read_offset", rd == wr, "read_offset=%u write_offset=%u", rd, wr);
 	write_reg(PVZ_REG_IRQ_STATUS, PVZ_IRQ_STATUS_FW | PVZ_IRQ_STATUS_VMM);
@@ -571,50 +613,58 @@ static void test_ring(void)
 static void test_fw_heap(void)
 {
 	struct pvz_config c;
+	struct pvz_fw_heap again;
 	uint32_t st;
 
 	if (fw_origin != PVZ_ORIGIN_GUEST) {
-		expect_st("map_dev_phys_heap.host_origin", map_heap(0x1000000, fw_policy_size),
-			  PVZ_INVALID_PVZ_CONFIG);
+		expect_st("map_fw_heap.host_origin", map_fw_heap(&fwh), PVZ_INVALID_PVZ_CONFIG);
+		fwh.ipa = 0;
 		printf("PVZTEST ring SKIP firmware heap origin is HOST\n");
 		return;
 	}
-	memset(&fwh, 0, sizeof(fwh));
-	xioctl(PVZ_IOC_ALLOC_FW_HEAP, &fwh);
-	if (!check("fw_heap.alloc", last_rc == 0, "size=%#" PRIx64 " ipa=%#" PRIx64 " %s", fwh.size, fwh.ipa, errstr()))
+	if (debug_unsafe()) {
+		/* The daemon's own checks of a user-named address (RAW, debug only). */
+		expect_st("bad.map.wrong_size", raw_map_heap(0x2000000, fw_policy_size - 4096), PVZ_INVALID_PARAMS);
+		expect_st("bad.map.zero_addr", raw_map_heap(0, fw_policy_size), PVZ_INVALID_PARAMS);
+		expect_st("bad.map.unaligned", raw_map_heap(0x2000008, fw_policy_size), PVZ_INVALID_PARAMS);
+		expect_st("bad.map.carveout_overlap", raw_map_heap(arg.co_ipa, fw_policy_size), PVZ_ADDRESS_OUT_OF_RANGE);
+		expect_st("bad.map.ipa_out_of_range", raw_map_heap(0x7F0000000000ull, fw_policy_size),
+			  PVZ_ADDRESS_OUT_OF_RANGE);
+	} else {
+		check("raw.map_refused", raw_map_heap(0x2000000, fw_policy_size) == XFAIL(EPERM),
+		      "MAP_DEV_PHYS_HEAP through RAW must be EPERM without debug_unsafe");
+	}
+	expect_st("unmap.nothing", hdr_call(PVZ_IOC_UNMAP_FW_HEAP), PVZ_NOT_FOUND);
+	st = map_fw_heap(&fwh);
+	if (!expect_st("map_fw_heap", st, PVZ_OK)) {
+		fwh.ipa = 0;
 		return;
+	}
 	check("fw_heap.placement", fwh.size == fw_policy_size && !(fwh.ipa & 4095) &&
 	      (fwh.ipa + fwh.size <= arg.co_ipa || fwh.ipa >= arg.co_ipa + arg.co_size),
-	      "ipa=%#" PRIx64 " size=%#" PRIx64 " outside carve-out %#" PRIx64 "+%#" PRIx64,
+	      "ipa=%#llx size=%#llx outside carve-out %#llx+%#llx",
 	      fwh.ipa, fwh.size, arg.co_ipa, arg.co_size);
-
-	expect_st("bad.map.wrong_size", map_heap(fwh.ipa, fwh.size - 4096), PVZ_INVALID_PARAMS);
-	expect_st("bad.map.zero_addr", map_heap(0, fwh.size), PVZ_INVALID_PARAMS);
-	expect_st("bad.map.unaligned", map_heap(fwh.ipa + 8, fwh.size), PVZ_INVALID_PARAMS);
-	expect_st("bad.map.carveout_overlap", map_heap(arg.co_ipa, fwh.size), PVZ_ADDRESS_OUT_OF_RANGE);
-	expect_st("bad.map.ipa_out_of_range", map_heap(0x7F0000000000ull, fwh.size), PVZ_ADDRESS_OUT_OF_RANGE);
-	expect_st("unmap.nothing", hdr_call(PVZ_IOC_UNMAP_DEV_PHYS_HEAP), PVZ_NOT_FOUND);
-	st = map_heap(fwh.ipa, fwh.size);
-	if (!expect_st("map_dev_phys_heap", st, PVZ_OK))
-		return;
-	expect_st("map_dev_phys_heap.twice", map_heap(fwh.ipa, fwh.size), PVZ_ALREADY_EXISTS);
-	check("fw_heap.free_refused_while_mapped", xioctl(PVZ_IOC_FREE_FW_HEAP, NULL) < 0 && errno == EBUSY,
-	      "errno=%s (want EBUSY)", last_rc < 0 ? strerror(errno) : "none, freed");
+	xioctl(PVZ_IOC_MAP_FW_HEAP, &again);
+	check("map_fw_heap.twice", last_rc < 0 && errno == EEXIST, "errno=%s (want EEXIST)", errstr());
 	if (!get_config(&c))
 		check("config.fw_heap_mapped", c.fw_heap_ipa == fwh.ipa && c.fw_heap_size == fwh.size &&
 		      (c.status & PVZ_STATUS_FW_HEAP_MAPPED),
-		      "fw_heap_ipa=%#" PRIx64 " fw_heap_size=%#" PRIx64 " status=%#x", c.fw_heap_ipa, c.fw_heap_size, c.status);
+		      "fw_heap_ipa=%#llx fw_heap_size=%#llx status=%#x", c.fw_heap_ipa, c.fw_heap_size, c.status);
 	{
 		struct pvz_heap_addr_size as = { .heap = PVZ_HEAP_FW_LOCAL };
 
 		if (expect_st("get_heap_addr_size.fw.mapped", do_ioctl(PVZ_IOC_GET_HEAP_ADDR_SIZE, &as, &as.hdr), PVZ_OK))
 			check("get_heap_addr_size.fw.mapped.value", as.addr == fwh.ipa && as.size == fwh.size,
-			      "addr=%#" PRIx64 " size=%#" PRIx64, as.addr, as.size);
+			      "addr=%#llx size=%#llx", as.addr, as.size);
 	}
 
 	heap = mmap(NULL, fwh.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, PVZ_MMAP_FW_HEAP);
-	if (check("fw_heap.mmap", heap != MAP_FAILED, "errno=%s", heap == MAP_FAILED ? strerror(errno) : "0"))
+	if (check("fw_heap.mmap", heap != MAP_FAILED, "errno=%s", heap == MAP_FAILED ? strerror(errno) : "0")) {
+		check("fw_heap.unmap_refused_while_mmapped",
+		      ioctl(fd, PVZ_IOC_UNMAP_FW_HEAP, &again.hdr) < 0 && errno == EBUSY,
+		      "errno=%s (want EBUSY)", strerror(errno));
 		test_ring();
+	}
 }
 
 static void test_teardown(void)
@@ -626,12 +676,11 @@ static void test_teardown(void)
 		heap = NULL;
 	}
 	if (fwh.ipa) {
-		expect_st("unmap_dev_phys_heap", hdr_call(PVZ_IOC_UNMAP_DEV_PHYS_HEAP), PVZ_OK);
-		expect_st("unmap_dev_phys_heap.twice", hdr_call(PVZ_IOC_UNMAP_DEV_PHYS_HEAP), PVZ_NOT_FOUND);
+		expect_st("unmap_fw_heap", hdr_call(PVZ_IOC_UNMAP_FW_HEAP), PVZ_OK);
+		expect_st("unmap_fw_heap.twice", hdr_call(PVZ_IOC_UNMAP_FW_HEAP), PVZ_NOT_FOUND);
 		if (!get_config(&c))
 			check("config.fw_heap_unmapped", !c.fw_heap_ipa && !(c.status & PVZ_STATUS_FW_HEAP_MAPPED),
-			      "fw_heap_ipa=%#" PRIx64 " status=%#x", c.fw_heap_ipa, c.status);
-		check("fw_heap.free", xioctl(PVZ_IOC_FREE_FW_HEAP, NULL) == 0, "errno=%s", errstr());
+			      "fw_heap_ipa=%#llx status=%#x", c.fw_heap_ipa, c.status);
 		fwh.ipa = 0;
 	}
 	if (cfg0.features & (1ull << VIRTIO_PVZ_F_HOST_HEAPS)) {
@@ -644,7 +693,7 @@ static void test_teardown(void)
 
 static int cmp_u64(const void *a, const void *b)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	__u64 x = *(const __u64 *)a, y = *(const __u64 *)b;
 
 	return x < y ? -1 : x > y;
 }
@@ -652,13 +701,13 @@ static int cmp_u64(const void *a, const void *b)
 static void bench(void)
 {
 	unsigned int n = arg.bench < 10000 ? 10000 : arg.bench, i, bad = 0;
-	uint64_t *lat = calloc(n, sizeof(*lat)), t0, t1;
+	__u64 *lat = calloc(n, sizeof(*lat)), t0, t1;
 
 	if (!lat)
 		return;
 	t0 = now_ns();
 	for (i = 0; i < n; i++) {
-		uint64_t a = now_ns();
+		__u64 a = now_ns();
 
 		if (read_reg(PVZ_REG_CORE_ID, NULL, 0) != PVZ_OK)
 			bad++;
@@ -667,7 +716,7 @@ static void bench(void)
 	t1 = now_ns();
 	qsort(lat, n, sizeof(*lat), cmp_u64);
 	printf("PVZBENCH hypercall calls=%u p50_us=%.1f p99_us=%.1f max_us=%.1f calls_per_s=%.0f\n", n,
-	       lat[n / 2] / 1e3, lat[(uint64_t)n * 99 / 100] / 1e3, lat[n - 1] / 1e3,
+	       lat[n / 2] / 1e3, lat[(__u64)n * 99 / 100] / 1e3, lat[n - 1] / 1e3,
 	       n / ((t1 - t0) / 1e9));
 	check("bench.all_ok", bad == 0, "failed_calls=%u of %u", bad, n);
 	free(lat);
@@ -680,12 +729,12 @@ static void test_driver_counters(void)
 	if (get_config(&c))
 		return;
 	check("driver.no_protocol_errors", c.call_protocol_errors == 0 && c.events_malformed == 0 &&
-	      c.config_errors == 0, "protocol_errors=%" PRIu64 " malformed_events=%" PRIu64 " config_errors=%u",
+	      c.config_errors == 0, "protocol_errors=%llu malformed_events=%llu config_errors=%u",
 	      c.call_protocol_errors, c.events_malformed, c.config_errors);
-	check("driver.no_timeouts", c.call_timeouts == 0, "timeouts=%" PRIu64, c.call_timeouts);
-	check("driver.kicks_returned", c.kicks_completed == c.kicks_posted, "posted=%" PRIu64 " returned=%" PRIu64,
+	check("driver.no_timeouts", c.call_timeouts == 0, "timeouts=%llu", c.call_timeouts);
+	check("driver.kicks_returned", c.kicks_completed == c.kicks_posted, "posted=%llu returned=%llu",
 	      c.kicks_posted, c.kicks_completed);
-	printf("PVZINFO calls=%" PRIu64 " events=%" PRIu64 " dropped=%" PRIu64 " config_changes=%u\n",
+	printf("PVZINFO calls=%llu events=%llu dropped=%llu config_changes=%u\n",
 	       c.calls, c.events_received, c.events_dropped, c.config_changes);
 }
 
@@ -695,7 +744,7 @@ static void test_driver_counters(void)
  * offlined or killed meanwhile). */
 static void mode_steady(void)
 {
-	uint64_t end, calls = 0, bad = 0, worst = 0, foreign = 0;
+	__u64 end, calls = 0, bad = 0, worst = 0, foreign = 0;
 	struct pvz_event ev[16];
 	uint32_t st = 0;
 	int n, i;
@@ -703,9 +752,9 @@ static void mode_steady(void)
 	drain_events();
 	printf("PVZREADY steady\n");
 	fflush(stdout);
-	end = now_ns() + (uint64_t)arg.loop_s * 1000000000ull;
+	end = now_ns() + (__u64)arg.loop_s * 1000000000ull;
 	while (now_ns() < end) {
-		uint64_t a = now_ns(), d;
+		__u64 a = now_ns(), d;
 
 		st = read_reg(PVZ_REG_CORE_ID, NULL, 0);
 		d = now_ns() - a;
@@ -718,12 +767,12 @@ static void mode_steady(void)
 		 * to another OSID (the one being offlined or killed). */
 		n = read_events(ev, 16, 0, 0);
 		for (i = 0; i < n; i++, foreign++)
-			printf("PVZINFO unexpected event type=%u code=%#x value=%" PRIu64 "\n", ev[i].type, ev[i].code,
+			printf("PVZINFO unexpected event type=%u code=%#x value=%llu\n", ev[i].type, ev[i].code,
 			       ev[i].value);
 		usleep(1000);
 	}
-	check("steady.no_foreign_events", foreign == 0, "events=%" PRIu64, foreign);
-	check("steady.calls_ok", calls > 0 && bad == 0, "calls=%" PRIu64 " failed=%" PRIu64 " last=%u worst_us=%.0f",
+	check("steady.no_foreign_events", foreign == 0, "events=%llu", foreign);
+	check("steady.calls_ok", calls > 0 && bad == 0, "calls=%llu failed=%llu last=%u worst_us=%.0f",
 	      calls, bad, st, worst / 1e3);
 }
 
@@ -731,7 +780,7 @@ static void mode_steady(void)
  * event arrives. */
 static void mode_offline_watch(void)
 {
-	uint64_t end = now_ns() + (uint64_t)arg.loop_s * 1000000000ull;
+	__u64 end = now_ns() + (__u64)arg.loop_s * 1000000000ull;
 	bool offline = false, vmm_event = false;
 	struct pvz_event ev[16];
 	struct pvz_config c;
@@ -754,14 +803,14 @@ static void mode_offline_watch(void)
 	check("offline.vmm_event", vmm_event, "type-2 event seen=%d", vmm_event);
 	if (!get_config(&c))
 		check("offline.config", !(c.status & PVZ_STATUS_ONLINE) && !c.fw_heap_ipa,
-		      "status=%#x fw_heap_ipa=%#" PRIx64, c.status, c.fw_heap_ipa);
+		      "status=%#x fw_heap_ipa=%#llx", c.status, c.fw_heap_ipa);
 }
 
 /* The daemon is killed and restarted by the host: a gap (failed or slow
  * calls) then calls answered again. */
 static void mode_reconnect(void)
 {
-	uint64_t end = now_ns() + (uint64_t)arg.loop_s * 1000000000ull, gap_ns = 0;
+	__u64 end = now_ns() + (__u64)arg.loop_s * 1000000000ull, gap_ns = 0;
 	unsigned int ok_after = 0, errors = 0;
 	bool gap = false;
 	struct pvz_config c;
@@ -769,7 +818,7 @@ static void mode_reconnect(void)
 	printf("PVZREADY reconnect\n");
 	fflush(stdout);
 	while (now_ns() < end && !(gap && ok_after >= 20)) {
-		uint64_t a = now_ns(), d;
+		__u64 a = now_ns(), d;
 		uint32_t st = read_reg(PVZ_REG_CORE_ID, NULL, 0);
 
 		d = now_ns() - a;
@@ -800,10 +849,26 @@ static void mode_reconnect(void)
  * daemon's ledger afterwards. */
 static void mode_map_and_exit(void)
 {
-	memset(&fwh, 0, sizeof(fwh));
-	xioctl(PVZ_IOC_ALLOC_FW_HEAP, &fwh);
-	if (check("leave_mapped.alloc", last_rc == 0, "ipa=%#" PRIx64 " %s", fwh.ipa, errstr()))
-		expect_st("leave_mapped.map", map_heap(fwh.ipa, fwh.size), PVZ_OK);
+	expect_st("leave_mapped.map", map_fw_heap(&fwh), PVZ_OK);
+	printf("PVZINFO leave_mapped fw_heap ipa=%#llx size=%#llx\n", fwh.ipa, fwh.size);
+	fwh.ipa = 0;
+}
+
+/* What one boot leaves in the device for the host to find in the ledger
+ * (the reboot scenario): device config, host heaps if offered, the
+ * firmware heap. */
+static void mode_hold_heaps(void)
+{
+	struct pvz_dev_config d = { 0 };
+	struct pvz_phys_heaps h = { 0 };
+
+	expect_st("hold.create_dev_config", do_ioctl(PVZ_IOC_CREATE_DEV_CONFIG, &d, &d.hdr), PVZ_OK);
+	if (cfg0.features & (1ull << VIRTIO_PVZ_F_HOST_HEAPS)) {
+		if (expect_st("hold.create_dev_phys_heaps", do_ioctl(PVZ_IOC_CREATE_DEV_PHYS_HEAPS, &h, &h.hdr), PVZ_OK))
+			printf("PVZHEAP GPU_LOCAL ipa=%#llx size=%#llx\n", h.gpu_paddr, h.gpu_size);
+	}
+	if (expect_st("hold.map_fw_heap", map_fw_heap(&fwh), PVZ_OK))
+		printf("PVZHEAP FW_LOCAL ipa=%#llx size=%#llx\n", fwh.ipa, fwh.size);
 	fwh.ipa = 0;
 }
 
@@ -813,9 +878,7 @@ static void mode_hammer(void)
 	struct pvz_dev_config d = { 0 };
 
 	do_ioctl(PVZ_IOC_CREATE_DEV_CONFIG, &d, &d.hdr);
-	memset(&fwh, 0, sizeof(fwh));
-	if (ioctl(fd, PVZ_IOC_ALLOC_FW_HEAP, &fwh) == 0)
-		printf("PVZINFO hammer map=%s\n", st_name(map_heap(fwh.ipa, fwh.size)));
+	printf("PVZINFO hammer map=%s\n", st_name(map_fw_heap(&fwh)));
 	printf("PVZREADY hammer\n");
 	fflush(stdout);
 	for (;;)
@@ -825,11 +888,11 @@ static void mode_hammer(void)
 int main(void)
 {
 	char *m, *save;
-	uint64_t t0 = now_ns();
+	__u64 t0 = now_ns();
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	parse_cmdline();
-	printf("PVZINFO cmdline osid=%u carveout=%#" PRIx64 ":%#" PRIx64 " mode=%s\n", arg.osid, arg.co_ipa,
+	printf("PVZINFO cmdline osid=%u carveout=%#llx:%#llx mode=%s\n", arg.osid, arg.co_ipa,
 	       arg.co_size, arg.mode);
 	fd = open("/dev/pvz", O_RDWR);
 	if (!check("open", fd >= 0, "/dev/pvz errno=%s", fd < 0 ? strerror(errno) : "0"))
@@ -854,6 +917,8 @@ int main(void)
 			mode_reconnect();
 		} else if (!strcmp(m, "map-and-exit")) {
 			mode_map_and_exit();
+		} else if (!strcmp(m, "hold-heaps")) {
+			mode_hold_heaps();
 		} else if (!strcmp(m, "hammer")) {
 			mode_hammer();
 		} else if (!strcmp(m, "bench")) {
