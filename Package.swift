@@ -78,6 +78,15 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swiftSettings),
 
+        // Fuzzing (scripts/fuzz, docs/fuzzing.md): every fuzz target in one executable.
+        // A normal build makes a replayer (pvz-fuzz TARGET FILE...); scripts/fuzz
+        // rebuilds it in its own scratch path with -DFUZZING and libFuzzer.
+        .target(name: "CFuzzDriver"),
+        .executableTarget(name: "pvz-fuzz", dependencies: [
+            "CFuzzDriver", "CPVZShim", "Virtqueue", "VhostUser", "PVZServer", "GPUModel", "VMManager", "PVZDaemon",
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Sources/PVZFuzz", swiftSettings: swiftSettings),
+
         .testTarget(name: "VirtqueueTests", dependencies: ["Virtqueue", "CPVZShim"], swiftSettings: swiftSettings),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtqueue", "CPVZShim", "TestFrontEnd"], swiftSettings: swiftSettings),
         .testTarget(name: "PVZServerTests", dependencies: ["PVZServer"], swiftSettings: swiftSettings),

@@ -68,7 +68,7 @@ public enum PVZFeature {
 
 /// The virtio device ID (provisional).
 public enum PVZIdentity {
-    public static let defaultVirtioID: UInt32 = 63
+    public static let defaultVirtioID: UInt32 = 55
     public static let queueNames = ["hypercallq", "eventq", "kickq"]
     public static let hypercallq = 0, eventq = 1, kickq = 2
     /// Emulated core B.V.N.C (a Rogue-class 4.40.2.51 by default).

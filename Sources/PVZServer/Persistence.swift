@@ -85,9 +85,15 @@ extension PVZHostServer {
             s.timeSliceInterval = p.timeSliceInterval ?? 0
             s.connectionCooldown = p.connectionCooldown ?? 0
         }
+        var restored = Set<UInt32>()
         for e in p.guests {
             guard e.osid < maxOSIDs, let l = ledgers[Int(e.osid)] else {
                 notes.append("OSID \(e.osid): no such guest in the configuration; entry dropped")
+                continue
+            }
+            // A second entry would overwrite the first one's facts (online, heaps) half-way.
+            guard restored.insert(e.osid).inserted else {
+                notes.append("OSID \(e.osid): listed again; only the first entry is used")
                 continue
             }
             let spec = l.spec

@@ -15,6 +15,10 @@ public final class Backend: BackendContext {
     /// stream socket, so it ends the connection.
     public static let maxPayload = 4096
     public static let maxMemSlots: UInt64 = UInt64(GuestMemory.maxRegions)
+    /// How long a message may take to arrive whole once its first byte is in,
+    /// and a reply to leave. A front-end stalling longer ends only its own
+    /// connection; QEMU sends each message with one sendmsg.
+    public static let messageDeadlineMs = 1000
 
     public let device: VhostUserDevice
     public let socketFD: Int32
@@ -26,6 +30,12 @@ public final class Backend: BackendContext {
     public private(set) var owned = false
     public private(set) var deviceStatus: UInt8 = 0
     private var backendChannelFD: Int32 = -1
+    /// A reply could not be sent whole: the stream is out of step, end it.
+    private var streamBroken = false
+    /// Regions of earlier memory tables still alive (a firmware attach holds
+    /// them): a SIGBUS there is this guest's too.
+    private var retiredRegions: [WeakRegion] = []
+    private var faultHandled = false
     private let epoll: Epoll
     private let kickTagBase: UInt64
     /// How many of each request arrived (the real sequence is logged at debug).
@@ -65,6 +75,15 @@ public final class Backend: BackendContext {
         self.kickTagBase = kickTagBase
         self.logger = logger
         self.vrings = (0..<device.queueCount).map { Vring(index: $0, maxSize: device.maxQueueSize) }
+        // Reads and writes on the stream are bounded by messageDeadlineMs, never blocking.
+        setNonBlocking(socketFD)
+    }
+
+    /// A connection driven by the caller instead of `VhostUserServer` (fuzzing,
+    /// in-process tests): the caller calls `handleReadable` when `socketFD` is
+    /// readable and `kicked` for a kick. Kick fds are watched in its own epoll.
+    public convenience init(device: VhostUserDevice, socketFD: Int32, logger: Logger) throws(SystemError) {
+        self.init(device: device, socketFD: socketFD, epoll: try Epoll(), kickTagBase: 0, logger: logger, stats: EngineStats())
     }
 
     deinit {
@@ -73,8 +92,8 @@ public final class Backend: BackendContext {
     }
 
     /// Releases everything the connection holds (fds, mappings). The socket is the caller's.
-    func teardown() {
-        if let t = transfer { _ = t.finish(); transfer = nil }
+    public func teardown() {
+        if let t = transfer { t.cancel(); _ = t.finish(); transfer = nil }
         for v in vrings {
             if v.started { stopRing(v) }
             v.closeFDs()
@@ -94,7 +113,8 @@ public final class Backend: BackendContext {
 
     /// Reads and handles one message. Returns false when the connection is over
     /// (EOF, socket error, or a framing error that leaves the stream unusable).
-    func handleReadable() -> Bool {
+    public func handleReadable() -> Bool {
+        if streamBroken { return false }
         var fds = [Int32](repeating: -1, count: Int(PVZ_MAX_FDS))
         var nfds: Int32 = 0
         var ctrunc: Int32 = 0
@@ -104,10 +124,12 @@ public final class Backend: BackendContext {
         var received = Array(fds.prefix(Int(nfds)))
         defer { for fd in received where fd >= 0 { close(fd) } }
         if n == 0 { logger.info("front-end closed the connection"); return false }
+        if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return true }  // nothing after all
         if n < 0 { logger.warning("reading vhost-user header failed: \(SystemError("recvmsg"))"); return false }
+        let deadline = Deadline(ms: Self.messageDeadlineMs)
         if n < MessageHeader.size {
-            guard readFully(buffer.baseAddress! + n, MessageHeader.size - n) else {
-                logger.error("short vhost-user header: \(n) of \(MessageHeader.size) bytes")
+            guard readFully(buffer.baseAddress! + n, MessageHeader.size - n, deadline) else {
+                logger.error("short vhost-user header: \(n) of \(MessageHeader.size) bytes, the rest did not come within \(Self.messageDeadlineMs) ms")
                 endReason = .protocolError; return false
             }
         }
@@ -124,15 +146,15 @@ public final class Backend: BackendContext {
             logger.error("request \(header.request): payload size \(header.size) exceeds the limit \(Self.maxPayload); closing connection")
             endReason = .protocolError; return false
         }
-        if header.size > 0 && !readFully(buffer.baseAddress! + MessageHeader.size, Int(header.size)) {
-            logger.error("request \(header.request): connection ended inside a \(header.size)-byte payload")
+        if header.size > 0 && !readFully(buffer.baseAddress! + MessageHeader.size, Int(header.size), deadline) {
+            logger.error("request \(header.request): connection ended or stalled more than \(Self.messageDeadlineMs) ms inside a \(header.size)-byte payload")
             endReason = .protocolError; return false
         }
         let payload = UnsafeRawBufferPointer(rebasing: buffer[MessageHeader.size ..< MessageHeader.size + Int(header.size)])
-        messageCounts[header.request, default: 0] += 1
         stats.messages.add(1, ordering: .relaxed)
 
         guard let request = FrontEndRequest(rawValue: header.request) else {
+            // Unknown codes are not counted by value: a front-end could grow the table at will.
             protocolErrors += 1
             stats.protocolErrors.add(1, ordering: .relaxed)
             if let held = refusals.admit() {
@@ -141,6 +163,7 @@ public final class Backend: BackendContext {
             if header.needsReply && ackedProtocolFeatures.contains(.replyAck) { sendAck(header, success: false) }
             return true
         }
+        messageCounts[header.request, default: 0] += 1
         logger.debug("\(request.name) size=\(header.size) fds=\(received.count) flags=0x\(String(header.flags, radix: 16))")
         let outcome = dispatch(request, header, payload, &received)
         switch outcome {
@@ -160,10 +183,11 @@ public final class Backend: BackendContext {
                 sendAck(header, success: false)
             }
         }
-        return true
+        return !streamBroken
     }
 
-    private func readFully(_ p: UnsafeMutableRawPointer, _ count: Int) -> Bool {
+    /// Reads the rest of a message; false on EOF, error, or when `deadline` passes.
+    private func readFully(_ p: UnsafeMutableRawPointer, _ count: Int, _ deadline: Deadline) -> Bool {
         var got = 0
         while got < count {
             var fds = [Int32](repeating: -1, count: Int(PVZ_MAX_FDS))
@@ -172,8 +196,30 @@ public final class Backend: BackendContext {
                 pvz_recv_with_fds(socketFD, p + got, count - got, f.baseAddress, PVZ_MAX_FDS, &nfds, &ctrunc)
             }
             for i in 0..<Int(nfds) { close(fds[i]) }  // fds belong on the header only
-            if r <= 0 { return false }
-            got += r
+            if r > 0 { got += r; continue }
+            if r == 0 { return false }
+            guard errno == EAGAIN || errno == EWOULDBLOCK, deadline.wait(socketFD, events: Int16(POLLIN)) else { return false }
+        }
+        return true
+    }
+
+    /// Sends all of `count` bytes within the message deadline, or marks the
+    /// stream broken. `fd` (if any) rides on the first bytes.
+    private func sendFully(_ p: UnsafeRawPointer, _ count: Int, fd: Int32 = -1) -> Bool {
+        let deadline = Deadline(ms: Self.messageDeadlineMs)
+        var sent = 0
+        var fds = fd
+        while sent < count {
+            let attach = sent == 0 && fd >= 0
+            let r = withUnsafePointer(to: &fds) {
+                pvz_send_with_fds(socketFD, p + sent, count - sent, attach ? $0 : nil, attach ? 1 : 0)
+            }
+            if r > 0 { sent += r; continue }
+            guard r < 0, errno == EAGAIN || errno == EWOULDBLOCK, deadline.wait(socketFD, events: Int16(POLLOUT)) else {
+                streamBroken = true
+                endReason = .protocolError
+                return false
+            }
         }
         return true
     }
@@ -183,12 +229,8 @@ public final class Backend: BackendContext {
     private func sendReply(_ request: MessageHeader, payloadSize: Int, fd: Int32 = -1) {
         let h = MessageHeader(request: request.request, flags: MessageHeader.version | MessageHeader.replyFlag, size: UInt32(payloadSize))
         h.encode(into: replyBuffer)
-        var fds = fd
-        let r = withUnsafePointer(to: &fds) {
-            pvz_send_with_fds(socketFD, replyBuffer.baseAddress, MessageHeader.size + payloadSize, fd >= 0 ? $0 : nil, fd >= 0 ? 1 : 0)
-        }
-        if r != MessageHeader.size + payloadSize {
-            logger.warning("reply to request \(request.request) not sent whole: \(r) bytes, \(SystemError("sendmsg"))")
+        if !sendFully(replyBuffer.baseAddress!, MessageHeader.size + payloadSize, fd: fd) {
+            logger.error("reply to request \(request.request) not sent whole within \(Self.messageDeadlineMs) ms (\(SystemError("sendmsg"))): closing connection")
         }
     }
 
@@ -366,6 +408,8 @@ public final class Backend: BackendContext {
 
     /// Swaps the memory table and re-resolves every started ring against it.
     private func installMemory(_ m: GuestMemory) {
+        retiredRegions.removeAll { $0.region == nil }
+        for r in memory.regions where !m.regions.contains(where: { $0 === r }) { retiredRegions.append(WeakRegion(r)) }
         memory = m
         for v in vrings where v.started {
             if !buildQueue(v) { needsReset(queue: v.index, reason: "ring addresses no longer inside the memory table") }
@@ -428,11 +472,14 @@ public final class Backend: BackendContext {
         guard let v = vring(f.index) else { return badIndex(f.index) }
         let fd: Int32 = f.noFD ? -1 : fds[0]
         if !f.noFD { fds[0] = -1 }  // ownership moves to the vring
+        // A call or err fd nobody reads (a full pipe, say) must not block the guest thread.
         switch kind {
         case .call:
             closeIfOpen(&v.callFD); v.callFD = fd
+            if fd >= 0 { setNonBlocking(fd) }
         case .err:
             closeIfOpen(&v.errFD); v.errFD = fd
+            if fd >= 0 { setNonBlocking(fd) }
         case .kick:
             if v.started { stopRing(v) }
             closeIfOpen(&v.kickFD)
@@ -519,7 +566,8 @@ public final class Backend: BackendContext {
     }
 
     /// Kick eventfd of queue `index` fired.
-    func kicked(_ index: Int) {
+    public func kicked(_ index: Int) {
+        guard index >= 0, index < vrings.count else { return }
         let v = vrings[index]
         if v.kickFD >= 0 { EventFD.drain(v.kickFD) }
         if v.isLive { device.queueKicked(index, self) }
@@ -649,6 +697,8 @@ public final class Backend: BackendContext {
         closeIfOpen(&backendChannelFD)
         backendChannelFD = fds[0]
         fds[0] = -1
+        // Notifications only: when the front-end does not read them they are dropped, never waited for.
+        setNonBlocking(backendChannelFD)
         return .ok
     }
 
@@ -719,6 +769,54 @@ public final class Backend: BackendContext {
             MessageHeader(request: BackendRequest.configChangeMsg.rawValue, flags: MessageHeader.version, size: 0).encode(into: $0)
         }
         let r = b.withUnsafeBytes { pvz_send_with_fds(backendChannelFD, $0.baseAddress, $0.count, nil, 0) }
-        if r != MessageHeader.size { logger.warning("CONFIG_CHANGE_MSG not sent: \(SystemError("sendmsg"))") }
+        if r == MessageHeader.size { return }
+        if r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+            logger.debug("CONFIG_CHANGE_MSG dropped: the front-end is not reading its back-end channel")
+            return
+        }
+        // Part of a message went out: the channel's framing is lost for good.
+        logger.warning("CONFIG_CHANGE_MSG not sent (\(r) bytes, \(SystemError("sendmsg"))): back-end channel closed")
+        closeIfOpen(&backendChannelFD)
+    }
+
+    // MARK: Guest memory that shrank
+
+    /// Checked by the guest thread after each batch: true when an access to
+    /// this guest's memory raised SIGBUS (the front-end shrank a file it
+    /// mapped). Every vring then goes to NEEDS_RESET and the caller ends the
+    /// connection; the daemon and other guests carry on.
+    public func memoryFaulted() -> Bool {
+        if faultHandled { return true }
+        guard memory.faulted || retiredRegions.contains(where: { $0.region?.faulted == true })
+            || inflight?.faulted == true || vrings.contains(where: { $0.inflight?.region.faulted == true }) else { return false }
+        faultHandled = true
+        let reason = "guest memory vanished under the daemon (SIGBUS: the front-end shrank the file behind a memory region or the in-flight buffer); closing the connection"
+        for v in vrings { needsReset(queue: v.index, reason: reason) }
+        return true
+    }
+}
+
+/// A region of an earlier memory table, not kept alive by the connection.
+struct WeakRegion {
+    weak var region: MappedRegion?
+    init(_ r: MappedRegion) { region = r }
+}
+
+/// A point in time a blocking wait must not pass.
+struct Deadline {
+    let end: ContinuousClock.Instant
+    init(ms: Int) { end = .now + .milliseconds(ms) }
+    /// Waits for `events` on `fd` until the deadline; false when it passed or poll failed.
+    func wait(_ fd: Int32, events: Int16) -> Bool {
+        while true {
+            let left = ContinuousClock.now.duration(to: end)
+            if left <= .zero { return false }
+            let ms = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            var p = pollfd(fd: fd, events: events, revents: 0)
+            let r = poll(&p, 1, ms)
+            if r > 0 { return true }
+            if r == 0 { return false }
+            if errno != EINTR { return false }
+        }
     }
 }

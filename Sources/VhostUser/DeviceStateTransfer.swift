@@ -1,3 +1,4 @@
+import CPVZShim
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -31,6 +32,8 @@ final class DeviceStateTransfer: @unchecked Sendable {
     let direction: DeviceStateTransferPayload.Direction
     private let limit: Int
     private var tid = pthread_t()
+    /// Rung by `cancel()`: the transfer stops waiting on the front-end's pipe.
+    private let cancelFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
     /// Set by the transfer thread once: the bytes read (load) or nil, and an error.
     private let outcome = Mutex<(done: Bool, bytes: [UInt8], error: String?)>((false, [], nil))
 
@@ -79,10 +82,20 @@ final class DeviceStateTransfer: @unchecked Sendable {
     }
 
     private func wait(_ fd: Int32, _ events: Int16) -> Bool {
-        var p = pollfd(fd: fd, events: events, revents: 0)
-        let r = poll(&p, 1, Self.deadlineSeconds * 1000)
+        var p = [pollfd(fd: fd, events: events, revents: 0), pollfd(fd: cancelFD, events: Int16(POLLIN), revents: 0)]
+        let r = poll(&p, 2, Self.deadlineSeconds * 1000)
+        if p[1].revents != 0 { return false }  // cancelled: the connection is going away
         return r > 0 || (r < 0 && errno == EINTR)
     }
+
+    /// The connection ends: stop waiting for a front-end that will not finish
+    /// (a disconnect must not hold the guest thread for `deadlineSeconds`).
+    func cancel() {
+        var one: UInt64 = 1
+        _ = write(cancelFD, &one, 8)
+    }
+
+    deinit { close(cancelFD) }
 
     /// Waits for the transfer to end; the bytes read (load) and an error, if any.
     func finish() -> (bytes: [UInt8], error: String?) {

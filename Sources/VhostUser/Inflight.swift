@@ -58,6 +58,9 @@ public final class InflightRegion: @unchecked Sendable {
     private let mapping: UnsafeMutableRawPointer
     private let mappingLength: Int
     private let base: UnsafeMutableRawPointer
+    /// SIGBUS guard slot (CPVZShim guard.c): a front-end's SET_INFLIGHT_FD file
+    /// may shrink under us like guest RAM; -1 when the table was full.
+    private var guardSlot: Int32 = -1
 
     // <linux/fcntl.h>; Glibc's module does not export the sealing constants.
     static let addSeals: Int32 = 1024 + 9
@@ -115,15 +118,23 @@ public final class InflightRegion: @unchecked Sendable {
         guard let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(m.mmapOffset)), p != MAP_FAILED else {
             let e = errno; close(fd); throw .system(call: "mmap", errno: e)
         }
+        let slot = pvz_guard_register(p, length)
+        if slot < 0 { munmap(p, length); close(fd); throw .system(call: "SIGBUS guard (every slot taken)", errno: ENOSPC) }
         self.fd = fd
         numQueues = Int(m.numQueues)
         queueSize = m.queueSize
         mapping = p
         mappingLength = length
         base = p
+        guardSlot = slot
     }
 
+    /// True once an access raised SIGBUS (the front-end shrank its file): the
+    /// buffer now reads zeros and the connection must end.
+    public var faulted: Bool { pvz_guard_faults(guardSlot) != 0 }
+
     deinit {
+        pvz_guard_unregister(guardSlot)
         munmap(mapping, mappingLength)
         close(fd)
     }

@@ -108,6 +108,8 @@ public final class VhostUserServer: @unchecked Sendable {
                     let q = Int(tag - Self.tagKickBase)
                     if let b = backend, q < b.vrings.count { b.kicked(q) }
                 }
+                // After each batch: a SIGBUS in this guest's memory ends only this connection.
+                if let b = backend, b.memoryFaulted() { disconnect(epoll, reason: .protocolError) }
             }
         }
         if backend != nil { disconnect(epoll, reason: .serverStopping) }

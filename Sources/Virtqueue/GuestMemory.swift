@@ -29,6 +29,8 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
     case mmapFailed(index: Int, size: UInt64, errno: Int32)
     case badFileDescriptor(index: Int, errno: Int32)
     case noSuchRegion(guestPhysAddr: UInt64, size: UInt64)
+    case offsetTooLarge(index: Int, offset: UInt64, limit: UInt64)
+    case tooManyMappings(index: Int, limit: Int)
 
     public var description: String {
         switch self {
@@ -43,6 +45,10 @@ public enum GuestMemoryError: Error, Equatable, CustomStringConvertible {
         case .badFileDescriptor(let i, let e): return "memory region \(i): fd unusable: errno \(e) (\(String(cString: strerror(e))))"
         case .noSuchRegion(let g, let s):
             return "no memory region with guest address 0x\(String(g, radix: 16)) size 0x\(String(s, radix: 16))"
+        case .offsetTooLarge(let i, let o, let l):
+            return "memory region \(i): mmap offset 0x\(String(o, radix: 16)) exceeds the largest file offset 0x\(String(l, radix: 16))"
+        case .tooManyMappings(let i, let l):
+            return "memory region \(i): the daemon already guards \(l) guest-memory mappings (all guests together)"
         }
     }
 }
@@ -58,29 +64,55 @@ public final class MappedRegion: @unchecked Sendable {
     private let mappingBase: UnsafeMutableRawPointer
     private let mappingLength: Int
 
+    /// The SIGBUS guard's slot for this mapping (CPVZShim guard.c).
+    private let guardSlot: Int32
+
     /// Maps `size` bytes of `fd` at `mmapOffset`. Does not take ownership of `fd`.
+    /// Every number comes from the front-end: nothing here may trap on it.
     public init(fd: Int32, _ d: MemoryRegionDescriptor, index: Int) throws(GuestMemoryError) {
+        if d.size == 0 { throw .emptyRegion(index: index) }
+        let (needed, wraps) = d.mmapOffset.addingReportingOverflow(d.size)
+        if wraps { throw .wraps(index: index, what: "mmap offset", start: d.mmapOffset, size: d.size) }
         var st = stat()
         if fstat(fd, &st) != 0 { throw .badFileDescriptor(index: index, errno: errno) }
-        let needed = d.mmapOffset + d.size  // caller checked no wrap
         // A regular file (memfd) shorter than the region would SIGBUS us on access.
-        if (st.st_mode & S_IFMT) == S_IFREG && UInt64(st.st_size) < needed {
-            throw .fileTooSmall(index: index, needed: needed, actual: UInt64(st.st_size))
+        // (A file that shrinks later is the SIGBUS guard's job.)
+        if (st.st_mode & S_IFMT) == S_IFREG, let size = UInt64(exactly: st.st_size), size < needed {
+            throw .fileTooSmall(index: index, needed: needed, actual: size)
         }
         let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
         let alignedOffset = d.mmapOffset & ~(page - 1)
         let delta = d.mmapOffset - alignedOffset
-        let length = d.size + delta
-        guard length <= UInt64(Int.max) else { throw .mmapFailed(index: index, size: d.size, errno: EINVAL) }
-        let p = mmap(nil, Int(length), PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(alignedOffset))
+        let (length, o) = d.size.addingReportingOverflow(delta)
+        guard !o, let mapLength = Int(exactly: length) else { throw .mmapFailed(index: index, size: d.size, errno: EINVAL) }
+        // off_t is signed: an offset of 2^63 or more is no file offset at all
+        // (and, for a non-regular fd such as an eventfd, nothing checked it above).
+        guard let fileOffset = off_t(exactly: alignedOffset) else {
+            throw .offsetTooLarge(index: index, offset: d.mmapOffset, limit: UInt64(off_t.max))
+        }
+        let p = mmap(nil, mapLength, PROT_READ | PROT_WRITE, MAP_SHARED, fd, fileOffset)
         guard let p, p != MAP_FAILED else { throw .mmapFailed(index: index, size: d.size, errno: errno) }
+        let slot = pvz_guard_register(p, mapLength)
+        if slot < 0 {
+            munmap(p, mapLength)
+            throw .tooManyMappings(index: index, limit: Int(PVZ_GUARD_SLOTS))
+        }
+        self.guardSlot = slot
         self.descriptor = d
         self.mappingBase = p
-        self.mappingLength = Int(length)
+        self.mappingLength = mapLength
         self.host = p + Int(delta)
     }
 
-    deinit { munmap(mappingBase, mappingLength) }
+    /// True once an access to this region raised SIGBUS (the front-end shrank
+    /// the file behind it): its pages now read as zeros and the guest is broken.
+    public var faulted: Bool { pvz_guard_faults(guardSlot) != 0 }
+
+    deinit {
+        // Out of the guard's table first: a fault after this would be a daemon bug, not the guest's.
+        pvz_guard_unregister(guardSlot)
+        munmap(mappingBase, mappingLength)
+    }
 }
 
 /// The guest's RAM as the front-end's memory table describes it. Immutable:
@@ -187,5 +219,17 @@ public final class GuestMemory: @unchecked Sendable {
         size > 0 && translate(gpa: gpa, length: size) != nil
     }
 
-    public var totalSize: UInt64 { regions.reduce(0) { $0 + $1.descriptor.size } }
+    /// True when any region of this table took a SIGBUS (see `MappedRegion.faulted`).
+    public var faulted: Bool {
+        for r in regions where r.faulted { return true }
+        return false
+    }
+
+    /// Saturates at UInt64.max (regions that cover all 2^64 addresses).
+    public var totalSize: UInt64 {
+        regions.reduce(0) { t, r in
+            let (sum, o) = t.addingReportingOverflow(r.descriptor.size)
+            return o ? .max : sum
+        }
+    }
 }

@@ -39,6 +39,17 @@ int pvz_unix_connect(const char *path);
 int pvz_accept_cloexec(int listen_fd);
 void pvz_set_thread_name(const char *name);
 
+/* SIGBUS guard for guest-memory mappings (guard.c): a fault inside a
+ * registered mapping replaces it with anonymous memory and is counted on its
+ * slot instead of killing the daemon. Any other SIGBUS crashes as before. */
+#define PVZ_GUARD_SLOTS 4096
+int pvz_guard_install(void);
+/* Slot index, or -1 with errno ENOSPC when every slot is taken. */
+int pvz_guard_register(void *base, size_t length);
+void pvz_guard_unregister(int slot);
+/* SIGBUS faults seen inside the slot's mapping since it was registered. */
+unsigned pvz_guard_faults(int slot);
+
 static inline void pvz_fence_acquire(void) { __atomic_thread_fence(__ATOMIC_ACQUIRE); }
 static inline void pvz_fence_release(void) { __atomic_thread_fence(__ATOMIC_RELEASE); }
 static inline void pvz_fence_seq_cst(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }

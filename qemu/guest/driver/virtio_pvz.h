@@ -6,15 +6,23 @@
  *   virtio_pvz_fwheap.c  the firmware heap's lifecycle (MAP/UNMAP with the driver's address)
  *   virtio_pvz_heap.c    physically contiguous guest RAM for it
  *   virtio_pvz_fops.c    /dev/pvz: ioctls, read/poll, mmap
+ *   virtio_pvz_calls.c   the typed PVZ calls and the checks of their outputs
+ *   virtio_pvz_kapi.c    the in-kernel API (virtio_pvz_kapi.h) for a DDK's VMM type
  *
  * Lifetime: struct pvz_dev is reference counted (probe, every open file and
  * every mapping hold one) and outlives the virtio device. Everything that
  * touches the device holds dev_sem for reading and finds p->vdev non-NULL;
  * remove, reboot and reset recovery hold it for writing. A writer first
  * raises `aborting` so that calls waiting for the device end at once instead
- * of after the call timeout. Lock order: dev_sem, heap_lock, call_lock,
- * cfg_lock; the spinlocks are innermost. No user copy happens under any of
- * them (mmap() takes mmap_lock before heap_lock).
+ * of after the call timeout. Lock order: the module's device list lock,
+ * dev_sem, heap_lock, call_lock, cfg_lock; the spinlocks are innermost. No
+ * user copy happens under any of them (mmap() takes mmap_lock before
+ * heap_lock).
+ *
+ * An in-kernel client (a DDK's VMM type) claims a device exclusively: while
+ * it does, the /dev/pvz ioctls that change the device answer EBUSY, so user
+ * space cannot unmap the firmware heap from under the client's firmware. The
+ * claim is set and tested under heap_lock.
  */
 #ifndef VIRTIO_PVZ_H
 #define VIRTIO_PVZ_H
@@ -29,6 +37,7 @@
 #include <linux/workqueue.h>
 #include "virtio_pvz_uapi.h"
 #include "virtio_pvz_heap.h"
+#include "virtio_pvz_kapi.h"
 
 #define PVZ_EVENT_FIFO      256          /* events queued for user space */
 #define PVZ_MAX_FW_HEAP     (256ull << 20)
@@ -89,6 +98,11 @@ struct pvz_dev {
 	bool heap_mapped;         /* the device may write it: never freed while set */
 	atomic_t heap_user_maps;  /* mmap()s of the heap */
 
+	/* in-kernel client (virtio_pvz_kapi.c) */
+	struct virtio_pvz *kclient;          /* the claim (heap_lock) */
+	virtio_pvz_event_fn kevent_fn;       /* its event handler (ev_lock) */
+	void *kevent_data;
+
 	atomic64_t events_received, events_dropped, events_malformed, events_deferred;
 	atomic64_t kicks_posted, kicks_completed;
 	atomic64_t calls, call_timeouts, call_protocol_errors;
@@ -109,7 +123,7 @@ extern unsigned int pvz_event_budget;
 extern bool pvz_debug_unsafe;
 
 /* Call flags: who waits and for how long. */
-#define PVZ_CALL_USER    0x1  /* a user ioctl: killable, ends when a writer aborts */
+#define PVZ_CALL_USER    0x1  /* an ioctl or an in-kernel client: killable, ends when a writer aborts */
 #define PVZ_CALL_CLEANUP 0x2  /* the driver tidying the device: short timeout */
 
 /* virtio_pvz_main.c */
@@ -117,6 +131,12 @@ void pvz_put(struct pvz_dev *p);
 int pvz_refresh_config(struct pvz_dev *p, struct pvz_config *out);
 int pvz_dev_enter(struct pvz_dev *p, bool killable);
 void pvz_dev_exit(struct pvz_dev *p);
+int pvz_claim(unsigned int index, struct virtio_pvz *c, unsigned int *gen);
+wait_queue_head_t *pvz_bound_waitq(void);
+unsigned int pvz_bound_gen(void);
+
+/* virtio_pvz_calls.c */
+long pvz_typed_call(struct pvz_dev *p, unsigned int cmd, void *a);
 
 /* virtio_pvz_vq.c */
 int pvz_transact(struct pvz_dev *p, const void *req, u32 req_len, void *resp, u32 resp_len,
@@ -137,6 +157,11 @@ int pvz_fw_heap_map(struct pvz_dev *p, struct pvz_fw_heap *h);
 int pvz_fw_heap_unmap(struct pvz_dev *p, struct pvz_call_hdr *h);
 void pvz_fw_heap_config_seen(struct pvz_dev *p);
 int pvz_device_cleanup(struct pvz_dev *p, const char *why);
+
+/* virtio_pvz_kapi.c: an in-kernel client's handle */
+struct virtio_pvz {
+	struct pvz_dev *p;
+};
 
 /* virtio_pvz_fops.c */
 extern const struct file_operations pvz_fops;

@@ -64,6 +64,10 @@ int pvz_fw_heap_map(struct pvz_dev *p, struct pvz_fw_heap *a)
 
 	if (mutex_lock_killable(&p->heap_lock))
 		return -EINTR;
+	if (p->kclient) {
+		err = -EBUSY;
+		goto out;
+	}
 	if (p->heap_mapped) {
 		err = -EEXIST;
 		goto out;
@@ -116,6 +120,10 @@ int pvz_fw_heap_unmap(struct pvz_dev *p, struct pvz_call_hdr *h)
 
 	if (mutex_lock_killable(&p->heap_lock))
 		return -EINTR;
+	if (p->kclient) {
+		err = -EBUSY;   /* the heap mapped is the in-kernel client's */
+		goto out;
+	}
 	if (p->heap.pages && atomic_read(&p->heap_user_maps)) {
 		err = -EBUSY;   /* a process still writes the ring */
 		goto out;
@@ -210,6 +218,9 @@ int pvz_device_cleanup(struct pvz_dev *p, const char *why)
 		err = -EIO;
 	if (!err && (c.status & PVZ_STATUS_DEV_CONFIG) && !pvz_cleanup_call(p, PVZ_FN_DESTROY_DEV_CONFIG, why))
 		err = -EIO;
+	/* The copy an in-kernel client reads after remove: what is left. */
+	if (!err)
+		pvz_refresh_config(p, NULL);
 	if (err && err != -EIO)
 		atomic_inc(&p->cleanup_failures);
 	return err;

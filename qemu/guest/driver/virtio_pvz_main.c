@@ -42,9 +42,12 @@ MODULE_PARM_DESC(virtio_id, "also bind this virtio device ID (besides VIRTIO_ID_
 
 static DEFINE_IDA(pvz_ida);
 
-/* Bound devices, for the reboot notifier. */
+/* Bound devices, for the reboot notifier and for in-kernel clients. */
 static LIST_HEAD(pvz_devices);
 static DEFINE_MUTEX(pvz_devices_lock);
+/* Bumped (under the lock) and woken at every bind: virtio_pvz_get() waits on it. */
+static DECLARE_WAIT_QUEUE_HEAD(pvz_bound_wq);
+static unsigned int pvz_bound_generation;
 
 /* Device config space, little-endian on the wire (spec section 4). */
 struct virtio_pvz_config_le {
@@ -99,6 +102,58 @@ int pvz_dev_enter(struct pvz_dev *p, bool killable)
 void pvz_dev_exit(struct pvz_dev *p)
 {
 	up_read(&p->dev_sem);
+}
+
+wait_queue_head_t *pvz_bound_waitq(void)
+{
+	return &pvz_bound_wq;
+}
+
+unsigned int pvz_bound_gen(void)
+{
+	return READ_ONCE(pvz_bound_generation);
+}
+
+/*
+ * Claim the bound device `index` for the in-kernel client c (c->p is set,
+ * with a reference). -ENOENT: no such device bound (*gen is the bind
+ * generation that was looked at, for the caller's wait); -EBUSY: claimed
+ * already, or user space holds the firmware heap mapped through /dev/pvz.
+ */
+int pvz_claim(unsigned int index, struct virtio_pvz *c, unsigned int *gen)
+{
+	struct pvz_dev *p, *found = NULL;
+	int err = 0;
+
+	mutex_lock(&pvz_devices_lock);
+	*gen = pvz_bound_generation;
+	list_for_each_entry(p, &pvz_devices, node) {
+		if (p->index == (int)index) {
+			found = p;
+			kref_get(&p->ref);
+			break;
+		}
+	}
+	mutex_unlock(&pvz_devices_lock);
+	if (!found)
+		return -ENOENT;
+	p = found;
+	mutex_lock(&p->heap_lock);
+	if (READ_ONCE(p->removed))
+		err = -ENOENT;
+	else if (p->kclient)
+		err = -EBUSY;
+	else if (p->heap_mapped) {
+		pvz_warn(p, "in-kernel claim refused: /dev/%s holds the firmware heap mapped\n", p->name);
+		err = -EBUSY;
+	} else {
+		p->kclient = c;
+		c->p = p;
+	}
+	mutex_unlock(&p->heap_lock);
+	if (err)
+		pvz_put(p);
+	return err;
 }
 
 /* A writer is coming: calls waiting for the device end with `err` now. */
@@ -405,7 +460,9 @@ static int pvz_probe(struct virtio_device *vdev)
 	p->misc_registered = true;
 	mutex_lock(&pvz_devices_lock);
 	list_add(&p->node, &pvz_devices);
+	pvz_bound_generation++;
 	mutex_unlock(&pvz_devices_lock);
+	wake_up_all(&pvz_bound_wq);
 
 	pvz_info(p, "/dev/%s: osid %u of %u, bvnc %#llx, regs %#llx+%#x, status %#x, features %#llx\n",
 		 p->name, p->cfg.osid, p->cfg.max_osids, p->cfg.bvnc, p->cfg.regs_ipa, p->cfg.regs_size,

@@ -309,10 +309,20 @@ int pvz_post_event_bufs(struct pvz_dev *p)
 	return err;
 }
 
+/* Caller holds ev_lock: an in-kernel handler is called under it, so
+ * clearing the handler under it is synchronous. */
 static void pvz_queue_event(struct pvz_dev *p, u32 type, const struct pvz_event_le *b)
 {
 	unsigned int slot;
 
+	if (p->kevent_fn) {
+		struct pvz_event ev = { .type = type, .code = le32_to_cpu(b->code),
+					.value = le64_to_cpu(b->value) };
+
+		atomic64_inc(&p->events_received);
+		p->kevent_fn(p->kevent_data, &ev);
+		return;
+	}
 	if (p->fifo_count == PVZ_EVENT_FIFO) {
 		p->fifo_head = (p->fifo_head + 1) % PVZ_EVENT_FIFO;
 		p->fifo_count--;

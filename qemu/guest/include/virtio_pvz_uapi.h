@@ -38,7 +38,7 @@
 
 /* Provisional, not OASIS-assigned; the module parameter virtio_id binds
  * another ID as well. The one definition of the guest side's device ID. */
-#define VIRTIO_ID_PVZ            63
+#define VIRTIO_ID_PVZ            55
 #define VIRTIO_PVZ_MAGIC         0x315A5650u /* "PVZ1" */
 #define VIRTIO_PVZ_VERSION       1
 #define VIRTIO_PVZ_CONFIG_SIZE   64

@@ -8,6 +8,8 @@
  *   pvz.carveout=IPA:SIZE      this guest's carve-out (regs bank + host heaps)
  *   pvz.mode=M[,M...]          full | steady | offline-watch | reconnect | hammer |
  *                              map-and-exit | hold-heaps | bench
+ * "pvz-test claimed" (argument, not command line): only the checks of a
+ * device an in-kernel client has claimed (scripts/vm-test ddk).
  *   pvz.bench=N                hypercalls timed by the benchmark (>= 10000)
  *   pvz.loop_s=S               duration bound of the loop modes
  * Output: one "PVZTEST <name> PASS|FAIL <detail>" line per check,
@@ -872,6 +874,41 @@ static void mode_hold_heaps(void)
 	fwh.ipa = 0;
 }
 
+/* An in-kernel client (the DDK self-test) has claimed the device and mapped
+ * its firmware heap: everything that changes the device is EBUSY, reading
+ * is not. */
+static void mode_claimed(void)
+{
+	struct pvz_dev_config d = { 0 };
+	struct pvz_phys_heaps h = { 0 };
+	struct pvz_call_hdr u = { 0 };
+	struct pvz_fw_heap f = { 0 };
+	struct pvz_reg w = { .offset = PVZ_REG_SCRATCH, .value = 1 };
+	struct pvz_kick k = { 0 };
+	struct pvz_config c;
+	uint32_t v = 0, st;
+	int r;
+
+#define BUSY(name, cmd, a) do { \
+		bool busy = xioctl(cmd, a) < 0 && errno == EBUSY; \
+		check(name, busy, "errno=%s (want EBUSY)", errstr()); \
+	} while (0)
+	BUSY("claimed.create_dev_config_busy", PVZ_IOC_CREATE_DEV_CONFIG, &d);
+	BUSY("claimed.destroy_dev_config_busy", PVZ_IOC_DESTROY_DEV_CONFIG, &u);
+	BUSY("claimed.create_dev_phys_heaps_busy", PVZ_IOC_CREATE_DEV_PHYS_HEAPS, &h);
+	BUSY("claimed.map_fw_heap_busy", PVZ_IOC_MAP_FW_HEAP, &f);
+	BUSY("claimed.unmap_fw_heap_busy", PVZ_IOC_UNMAP_FW_HEAP, &u);
+	BUSY("claimed.write_reg_busy", PVZ_IOC_WRITE_REG, &w);
+	BUSY("claimed.kick_busy", PVZ_IOC_KICK, &k);
+#undef BUSY
+	st = read_reg(PVZ_REG_CORE_ID, &v, 0);
+	check("claimed.read_reg_allowed", st == PVZ_OK && v == PVZ_CORE_ID_V1, "status %s core id %#x", st_name(st), v);
+	memset(&c, 0, sizeof(c));
+	r = get_config(&c);
+	check("claimed.get_config_allowed", r == 0 && (c.status & PVZ_STATUS_FW_HEAP_MAPPED),
+	      "ioctl %d status %#x fw_heap %#llx+%#llx (the client's heap)", r, c.status, c.fw_heap_ipa, c.fw_heap_size);
+}
+
 /* Calls until killed (the host SIGKILLs this guest's QEMU mid-call). */
 static void mode_hammer(void)
 {
@@ -885,13 +922,19 @@ static void mode_hammer(void)
 		read_reg(PVZ_REG_CORE_ID, NULL, 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	char *m, *save;
 	__u64 t0 = now_ns();
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	parse_cmdline();
+	if (argc > 1 && !strcmp(argv[1], "claimed")) {
+		fd = open("/dev/pvz", O_RDWR);
+		if (check("open", fd >= 0, "/dev/pvz errno=%s", fd < 0 ? strerror(errno) : "0"))
+			mode_claimed();
+		goto out;
+	}
 	printf("PVZINFO cmdline osid=%u carveout=%#llx:%#llx mode=%s\n", arg.osid, arg.co_ipa,
 	       arg.co_size, arg.mode);
 	fd = open("/dev/pvz", O_RDWR);

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+/* Stand-in for the DDK's services/server/include/pvrsrv_device.h: the
+ * device config (opaque here) and the phys heap ids (1.10 values). */
+#ifndef PVZ_STANDIN_PVRSRV_DEVICE_H
+#define PVZ_STANDIN_PVRSRV_DEVICE_H
+
+typedef struct _PVRSRV_DEVICE_CONFIG_ PVRSRV_DEVICE_CONFIG;
+
+typedef enum _PVRSRV_DEVICE_PHYS_HEAP_ {
+	PVRSRV_DEVICE_PHYS_HEAP_GPU_LOCAL = 0,
+	PVRSRV_DEVICE_PHYS_HEAP_CPU_LOCAL = 1,
+	PVRSRV_DEVICE_PHYS_HEAP_FW_LOCAL = 2,
+	PVRSRV_DEVICE_PHYS_HEAP_FW_GUEST = 3,
+	PVRSRV_DEVICE_PHYS_HEAP_EXTERNAL = 4,
+	PVRSRV_DEVICE_PHYS_HEAP_LAST
+} PVRSRV_DEVICE_PHYS_HEAP;
+
+typedef enum _PVRSRV_DRIVER_MODE_ {
+	DRIVER_MODE_NATIVE = -1,
+	DRIVER_MODE_HOST = 0,
+	DRIVER_MODE_GUEST
+} PVRSRV_DRIVER_MODE;
+
+#endif
