@@ -2,6 +2,7 @@ import DeviceTree
 import Foundation
 import GPUModel
 import Logging
+import Platform
 import PVZServer
 import SafeSockets
 import Synchronization
@@ -70,7 +71,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             for note in server.restore(saved) { logger.warning("restoring \(store.path): \(note)") }
             logger.info("ledger restored from \(store.path)")
         }
-        processor = FirmwareProcessor(maxOSIDs: config.maxOSIDs)
+        processor = try FirmwareProcessor(maxOSIDs: config.maxOSIDs)
         var rts: [GuestRuntime] = []
         for (g, listener) in zip(config.guests, plan.guests) {
             let gpu = GuestGPU(osid: g.spec.osid, carveout: g.spec.carveout, processor: processor)
@@ -93,7 +94,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     public func start() throws {
         for g in guests {
             let s = g.server
-            startThread(name: "pvz-osid\(g.config.spec.osid.rawValue)") { s.run() }
+            _ = try OSThread(name: "pvz-osid\(g.config.spec.osid.rawValue)") { s.run() }
             logger.info("serving \(g.config.spec.osid) on \(socketLabel(g)) carve-out \(g.config.spec.carveout)")
         }
         if let cl = controlListener {

@@ -9,7 +9,7 @@ import PVZServer
 /// with the header itself. Oracle: a state that loads saves again, and that
 /// saved state loads into another fresh guest and saves the same.
 let deviceStateTarget = FuzzTarget(name: "device-state", summary: "migration state (DEVICE_STATE load) into PVZDevice.loadState") {
-    let scheduler = FirmwareProcessor(maxOSIDs: 4)
+    let scheduler = try! FirmwareProcessor(maxOSIDs: 4)
     let specs = fuzzGuestSpecs()
     func guest() -> PVZDevice {
         let server = try! PVZHostServer(maxOSIDs: 4, guests: specs, hostPoolSize: 0x40_0000 + 0x6000)

@@ -1,4 +1,5 @@
 import CPVZShim
+import Platform
 import VhostUser
 #if canImport(Glibc)
 import Glibc
@@ -62,7 +63,6 @@ public final class TestFrontEnd {
         close(socketFD)
         munmap(ram, Int(ramSize))
         close(memFD)
-        for q in queues { close(q.kick.fd); close(q.call.fd); close(q.err.fd) }
     }
 
     public func closeSocket() { shutdown(socketFD, Int32(SHUT_RDWR)) }
@@ -260,7 +260,6 @@ public final class TestFrontEnd {
     /// Forgets the rings: the next `start` lays out fresh ones at index 0, as a
     /// guest driver does after a device reset.
     public func forgetQueues() {
-        for q in queues { close(q.kick.fd); close(q.call.fd); close(q.err.fd) }
         queues = []
     }
 

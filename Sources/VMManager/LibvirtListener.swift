@@ -1,7 +1,9 @@
 import CLibvirt
 import Glibc
 import Logging
+import Platform
 import PVZServer
+import Synchronization
 
 /// Turns libvirt domain lifecycle events into VM-manager events for domains
 /// that carry the device (pvz metadata, see PVZDomainMetadata):
@@ -23,7 +25,7 @@ public final class LibvirtListener: @unchecked Sendable {
 
     private struct Tracked: Equatable { var osid: OSID; var priority: UInt32?; var name: String }
     private struct State {
-        var conn: OpaquePointer?
+        var conn: Connection?
         var callbackID: Int32 = -1
         var closed = false
         var stopping = false
@@ -32,11 +34,13 @@ public final class LibvirtListener: @unchecked Sendable {
         var reportedInvalid: Set<String> = []
         var connects = 0
     }
-    private let state = Locked(State())
+    /// A libvirt connection (libvirt's connections may be used from any thread).
+    private struct Connection: @unchecked Sendable { let pointer: OpaquePointer }
+    private let state = Mutex(State())
     /// Serialises decide-and-emit between the event loop and resyncs.
-    private let emitLock = Locked(())
+    private let emitLock = Mutex(())
     private let wakeup = Wakeup()
-    private var supervisor: JoinableThread?
+    private var supervisor: OSThread?
 
     public static let maxBackoffSeconds = 5.0
 
@@ -57,7 +61,7 @@ public final class LibvirtListener: @unchecked Sendable {
     /// yet is retried, not an error.
     public func start() throws {
         try LibvirtEventLoop.ensureRunning()
-        supervisor = try JoinableThread(name: "pvz-libvirt") { [self] in supervise() }
+        supervisor = try OSThread(name: "pvz-libvirt") { [self] in supervise() }
     }
 
     public func stop() {
@@ -126,16 +130,17 @@ public final class LibvirtListener: @unchecked Sendable {
         }, opaque, nil)
         // A hung libvirtd is noticed within ~20 s; remote drivers only.
         _ = virConnectSetKeepAlive(conn, 5, 3)
-        state.withLock { s in s.conn = conn; s.callbackID = id; s.closed = false; s.connects += 1 }
+        let opened = Connection(pointer: conn)
+        state.withLock { s in s.conn = opened; s.callbackID = id; s.closed = false; s.connects += 1 }
         return nil
     }
 
     private func disconnect() {
-        let (conn, id): (OpaquePointer?, Int32) = state.withLock { s in
+        let (opened, id): (Connection?, Int32) = state.withLock { s in
             defer { s.conn = nil; s.callbackID = -1; s.closed = false }
             return (s.conn, s.callbackID)
         }
-        guard let conn else { return }
+        guard let conn = opened?.pointer else { return }
         _ = virConnectDomainEventDeregisterAny(conn, id)
         _ = virConnectUnregisterCloseCallback(conn, { _, _, _ in })
         virConnectClose(conn)
@@ -198,7 +203,7 @@ public final class LibvirtListener: @unchecked Sendable {
 
     /// Lines the tracked set up with what libvirt says is running.
     private func resync() {
-        guard let conn = state.withLock({ $0.conn }) else { return }
+        guard let conn = state.withLock({ $0.conn })?.pointer else { return }
         var list: UnsafeMutablePointer<virDomainPtr?>? = nil
         let n = virConnectListAllDomains(conn, &list, UInt32(VIR_CONNECT_LIST_DOMAINS_ACTIVE.rawValue))
         guard n >= 0, let list else {

@@ -1,4 +1,5 @@
 import CPVZShim
+import Platform
 import Virtqueue
 
 /// One vring's vhost-user state (size, addresses, base, eventfds) and, while
@@ -8,9 +9,10 @@ public final class Vring {
     public internal(set) var size: UInt16 = 0
     var addr: VringAddrPayload?
     public internal(set) var base: UInt16 = 0
-    var kickFD: Int32 = -1
-    var callFD: Int32 = -1
-    var errFD: Int32 = -1
+    /// The eventfds the front-end gave (SET_VRING_KICK/CALL/ERR); owned here.
+    var kick: FileDescriptor?
+    var call: FileDescriptor?
+    var err: FileDescriptor?
     public internal(set) var enabled = false
     /// SET_VRING_KICK arrived (fd or NOFD) since the last stop.
     var kickSet = false
@@ -39,7 +41,7 @@ public final class Vring {
     public private(set) var lastChainReplayed = false
 
     /// The kick eventfd, for a device that serves this ring on its own thread.
-    public var kickFileDescriptor: Int32? { kickFD >= 0 ? kickFD : nil }
+    public var kickFileDescriptor: Int32? { kick?.rawValue }
     /// Handed over to the device's own thread (`VhostUserDevice.servesQueueItself`).
     var handedOver = false
 
@@ -107,9 +109,9 @@ public final class Vring {
     /// Signals the call eventfd if the driver wants an interrupt.
     @inline(__always)
     public func notifyIfNeeded() {
-        guard queue != nil, callFD >= 0 else { return }
+        guard queue != nil, let fd = call?.rawValue else { return }
         if queue!.needsNotification() {
-            EventFD.signal(callFD)
+            EventFD.signal(fd)
             notifications &+= 1
         }
     }
@@ -129,11 +131,11 @@ public final class Vring {
 
     func closeFDs() {
         closeKickAndCall()
-        closeIfOpen(&errFD)
+        err = nil
     }
 
     func closeKickAndCall() {
-        closeIfOpen(&kickFD)
-        closeIfOpen(&callFD)
+        kick = nil
+        call = nil
     }
 }

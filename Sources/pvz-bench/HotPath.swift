@@ -4,8 +4,8 @@ import Foundation
 import Logging
 import PVZDaemon
 import PVZServer
+import Platform
 import TestFrontEnd
-import VhostUser
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,7 +15,7 @@ import Glibc
 func pingPong(iterations: Int, warmup: Int) -> Stats {
     let a = eventfd(0, Int32(EFD_CLOEXEC)), b = eventfd(0, Int32(EFD_CLOEXEC))
     let total = iterations + warmup
-    let pong = Joinable { for _ in 0..<total { blockingRead(a); EventFD.signal(b) } }
+    let pong = benchThread { for _ in 0..<total { blockingRead(a); EventFD.signal(b) } }
     var samples: [UInt64] = []
     samples.reserveCapacity(iterations)
     for i in 0..<total {
