@@ -44,20 +44,23 @@ let package = Package(
             "CPVZShim", "Platform", "Virtqueue", "SafeSockets",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
-        // Host PVZ server: wire structs, the 10 functions, OSIDs, heap ledger, config policy.
-        .target(name: "PVZServer", swiftSettings: swiftSettings),
+        // The device contract (virtio-pvz.md) in one place: identity, queues, features,
+        // config space, hypercall wire structs and codes, registers, events, firmware ring.
+        .target(name: "PVZContract", swiftSettings: swiftSettings),
+        // Host PVZ server: the 10 functions, OSIDs, heap ledger, config policy.
+        .target(name: "PVZServer", dependencies: ["PVZContract"], swiftSettings: swiftSettings),
         // Emulated GPU: register bank, events, firmware command ring, scheduler.
-        .target(name: "GPUModel", dependencies: ["CPVZShim", "PVZServer"], swiftSettings: swiftSettings),
+        .target(name: "GPUModel", dependencies: ["CPVZShim", "PVZContract", "PVZServer"], swiftSettings: swiftSettings),
         // Device-tree overlays over libfdt.
-        .target(name: "DeviceTree", dependencies: ["CLibFDT"], swiftSettings: swiftSettings),
+        .target(name: "DeviceTree", dependencies: ["CLibFDT", "PVZContract"], swiftSettings: swiftSettings),
         // VM manager control plane: control-socket protocol, libvirt listener.
         .target(name: "VMManager", dependencies: [
-            "CPVZShim", "CLibvirt", "Platform", "PVZServer", "SafeSockets",
+            "CPVZShim", "CLibvirt", "Platform", "PVZContract", "PVZServer", "SafeSockets",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         // The PVZ device on the engine plus daemon wiring (config, guests, control).
         .target(name: "PVZDaemon", dependencies: [
-            "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "DeviceTree", "VMManager", "CPVZShim",
+            "VhostUser", "Virtqueue", "PVZContract", "PVZServer", "GPUModel", "DeviceTree", "VMManager", "CPVZShim",
             "Platform", "SafeSockets", "Sandbox",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
@@ -71,11 +74,11 @@ let package = Package(
         // scripts/bench: the hot path's figures (a benchmark, not a test).
         .target(name: "CMallocCounter"),
         .executableTarget(name: "pvz-bench", dependencies: [
-            "PVZDaemon", "PVZServer", "TestFrontEnd", "VhostUser", "CPVZShim", "CMallocCounter", "Platform",
+            "PVZDaemon", "PVZContract", "PVZServer", "TestFrontEnd", "CPVZShim", "CMallocCounter", "Platform",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "pvzctl", dependencies: [
-            "VMManager", "DeviceTree",
+            "VMManager", "DeviceTree", "PVZContract",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swiftSettings),
 
@@ -84,22 +87,23 @@ let package = Package(
         // rebuilds it in its own scratch path with -DFUZZING and libFuzzer.
         .target(name: "CFuzzDriver"),
         .executableTarget(name: "pvz-fuzz", dependencies: [
-            "CFuzzDriver", "CPVZShim", "Virtqueue", "VhostUser", "PVZServer", "GPUModel", "VMManager", "PVZDaemon",
+            "CFuzzDriver", "CPVZShim", "Virtqueue", "VhostUser", "PVZContract", "PVZServer", "GPUModel", "VMManager", "PVZDaemon",
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/PVZFuzz", swiftSettings: swiftSettings),
 
         .testTarget(name: "VirtqueueTests", dependencies: ["Virtqueue", "CPVZShim", "Platform"], swiftSettings: swiftSettings),
         .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtqueue", "CPVZShim", "Platform", "TestFrontEnd"], swiftSettings: swiftSettings),
-        .testTarget(name: "PVZServerTests", dependencies: ["PVZServer"], swiftSettings: swiftSettings),
-        .testTarget(name: "GPUModelTests", dependencies: ["GPUModel", "PVZServer"], swiftSettings: swiftSettings),
-        .testTarget(name: "DeviceTreeTests", dependencies: ["DeviceTree", "CLibFDT"], swiftSettings: swiftSettings),
-        .testTarget(name: "VMManagerTests", dependencies: ["VMManager", "CLibvirt", "Platform"], swiftSettings: swiftSettings),
+        .testTarget(name: "PVZContractTests", dependencies: ["PVZContract"], swiftSettings: swiftSettings),
+        .testTarget(name: "PVZServerTests", dependencies: ["PVZContract", "PVZServer"], swiftSettings: swiftSettings),
+        .testTarget(name: "GPUModelTests", dependencies: ["GPUModel", "PVZContract", "PVZServer"], swiftSettings: swiftSettings),
+        .testTarget(name: "DeviceTreeTests", dependencies: ["DeviceTree", "CLibFDT", "PVZContract"], swiftSettings: swiftSettings),
+        .testTarget(name: "VMManagerTests", dependencies: ["VMManager", "CLibvirt", "Platform", "PVZContract"], swiftSettings: swiftSettings),
         .testTarget(name: "DeployTests", dependencies: [
-            "SafeSockets", "CSafeSockets", "Sandbox", "PVZDaemon", "PVZServer", "VhostUser", "VMManager", "CPVZShim", "Platform", "TestFrontEnd",
+            "SafeSockets", "CSafeSockets", "Sandbox", "PVZDaemon", "PVZContract", "PVZServer", "VhostUser", "VMManager", "CPVZShim", "Platform", "TestFrontEnd",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "PVZDaemonTests", dependencies: [
-            "PVZDaemon", "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "VMManager", "CPVZShim", "Platform", "TestFrontEnd", "DeviceTree",
+            "PVZDaemon", "VhostUser", "Virtqueue", "PVZContract", "PVZServer", "GPUModel", "VMManager", "CPVZShim", "Platform", "TestFrontEnd", "DeviceTree",
         ], swiftSettings: swiftSettings),
     ]
 )

@@ -1,3 +1,5 @@
+import PVZContract
+
 /// A named range of a guest's IPA space that its OS must not use.
 public struct ReservedRegion: Equatable, Hashable, Sendable {
     /// Node name (before the `@unit-address`), e.g. "pvz-carveout" or "pvz-gpu-local".
@@ -31,12 +33,12 @@ public struct GuestGPUDescription: Equatable, Sendable {
 
 /// Limits a description must respect; each names where it comes from.
 public enum GuestGPULimits {
-    /// OSID 0 is the host (driver domain); the DDK supports 8 OSIDs.
-    public static let osids: ClosedRange<UInt32> = 1...7
+    /// Guest OSIDs: 0 is the host (driver domain); the contract's limit, as the daemon's.
+    public static let osids: ClosedRange<UInt32> = 1...(VirtioPVZ.maxOSIDsLimit - 1)
     /// Linux maps reserved-memory no-map regions by page; the smallest arm64/x86 page.
     public static let pageSize: UInt64 = 4096
-    /// Spec section 9: the register bank is 64 KiB.
-    public static let regsSize: UInt64 = 0x10000
+    /// Spec section 9: the register bank.
+    public static let regsSize: UInt64 = PVZRegister.bankSize
     /// GIC SPIs are INTIDs 32..1019, so SPI numbers 0..987.
     public static let gicSPIs: ClosedRange<UInt32> = 0...987
     /// One heap per PVRSRV_DEVICE_PHYS_HEAP id (5) with room to spare.

@@ -1,5 +1,6 @@
 import DeviceTree
 import Foundation
+import PVZContract
 import GPUModel
 import Logging
 import Platform
@@ -280,7 +281,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             ReservedRegion(name: $0.heap == .fwLocal ? "pvz-fw-heap" : "pvz-gpu-heap", base: $0.ipa.rawValue, size: $0.size)
         }
         return GuestGPUDescription(osid: osid.rawValue, regsBase: spec.carveout.start.rawValue,
-                                   regsSize: PVZLayout.registerBankSize, irq: spec.policy.irq,
+                                   regsSize: PVZRegister.bankSize, irq: spec.policy.irq,
                                    carveout: ReservedRegion(name: "pvz-carveout", base: spec.carveout.start.rawValue, size: spec.carveout.size),
                                    heaps: heaps)
     }

@@ -1,4 +1,5 @@
 import CPVZShim
+import PVZContract
 import GPUModel
 import Platform
 import PVZServer
@@ -90,7 +91,7 @@ public final class FirmwareProcessor: @unchecked Sendable {
 
     /// Starts the firmware thread. Fails only when the process is out of
     /// descriptors or threads at start-up: then nothing could run.
-    public init(maxOSIDs: UInt32 = 8) throws(SystemError) {
+    public init(maxOSIDs: UInt32 = VirtioPVZ.defaultMaxOSIDs) throws(SystemError) {
         self.maxOSIDs = maxOSIDs
         queues = KickQueues(osids: Int(maxOSIDs), capacity: GuestGPU.maxQueuedKicks)
         slots = Array(repeating: nil, count: Int(maxOSIDs))

@@ -1,3 +1,4 @@
+import PVZContract
 import GPUModel
 #if canImport(Glibc)
 import Glibc
@@ -39,8 +40,8 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     public let gpu: GuestGPU
     let logger: Logger
 
-    public let queueCount = 3
-    public let maxQueueSize: UInt16 = 1024
+    public let queueCount = PVZQueue.allCases.count
+    public let maxQueueSize = VirtioPVZ.maxQueueSize
     public let configSize = PVZConfigSpace.size
     public var deviceFeatures: UInt64 {
         var f = VirtioFeature.version1 | RingFeature.indirectDesc | RingFeature.eventIdx | PVZFeature.firmware
@@ -100,10 +101,10 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
         if v?.devConfigCreated == true { status.insert(.devConfigCreated) }
         if v?.fwHeap != nil { status.insert(.firmwareHeapMapped) }
         if gpu.firmwareRunning { status.insert(.firmwareRunning) }
-        return PVZConfigSpace(osid: osid.rawValue, status: status, bvnc: gpu.bvnc, irq: v?.irq ?? 0,
-                              priority: v?.priority ?? 0, regsIPA: v?.regsIPA.rawValue ?? 0,
+        return PVZConfigSpace(osid: osid, status: status, bvnc: gpu.bvnc, irq: v?.irq ?? 0,
+                              priority: v?.priority ?? 0, regsIPA: v?.regsIPA ?? IPA(0),
                               regsSize: v?.regsSize ?? 0, maxOSIDs: v?.maxOSIDs ?? 0,
-                              fwHeapIPA: v?.fwHeap?.ipa.start.rawValue ?? 0, fwHeapSize: v?.fwHeap?.size ?? 0)
+                              fwHeapIPA: v?.fwHeap?.ipa.start ?? IPA(0), fwHeapSize: v?.fwHeap?.size ?? 0)
     }
 
     public func readConfig(into buffer: UnsafeMutableRawBufferPointer) {
@@ -173,26 +174,26 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     }
 
     // kickq is served by the firmware processor's thread, not the guest's.
-    public func servesQueueItself(_ index: Int) -> Bool { index == PVZIdentity.kickq }
+    public func servesQueueItself(_ index: Int) -> Bool { index == PVZQueue.kickq.rawValue }
 
     public func queueHandOver(_ index: Int, _ ctx: BackendContext) {
-        if index == PVZIdentity.kickq { gpu.handOverKickq(ctx.vrings[index], ctx.memory) }
+        if index == PVZQueue.kickq.rawValue { gpu.handOverKickq(ctx.vrings[index], ctx.memory) }
     }
 
     public func queueTakeBack(_ index: Int, _ why: TakeBack, _ ctx: BackendContext) {
-        if index == PVZIdentity.kickq { gpu.takeBackKickq(why) }
+        if index == PVZQueue.kickq.rawValue { gpu.takeBackKickq(why) }
     }
 
     public func wake(_ ctx: BackendContext) {
         if configDirty.exchange(false, ordering: .acquiringAndReleasing) { ctx.sendConfigChange() }
-        if let broken = gpu.takeKickqBreak() { ctx.needsReset(queue: PVZIdentity.kickq, reason: broken) }
+        if let broken = gpu.takeKickqBreak() { ctx.needsReset(queue: PVZQueue.kickq.rawValue, reason: broken) }
         deliverEvents(ctx)
     }
 
     public func queueKicked(_ index: Int, _ ctx: BackendContext) {
         switch index {
-        case PVZIdentity.hypercallq: serveHypercalls(ctx)
-        case PVZIdentity.eventq: deliverEvents(ctx)
+        case PVZQueue.hypercallq.rawValue: serveHypercalls(ctx)
+        case PVZQueue.eventq.rawValue: deliverEvents(ctx)
         default: break
         }
     }
@@ -200,7 +201,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     // MARK: hypercallq (the hot path: no allocation, no lock across a syscall)
 
     private func serveHypercalls(_ ctx: BackendContext) {
-        let v = ctx.vrings[PVZIdentity.hypercallq]
+        let v = ctx.vrings[PVZQueue.hypercallq.rawValue]
         let side = GuestSide(memory: ctx.memory, gpu: gpu)
         var changed = false
         repeat {
@@ -210,7 +211,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
                     guard let c = try v.nextChain(ctx.memory) else { break }
                     chain = c
                 } catch {
-                    ctx.needsReset(queue: PVZIdentity.hypercallq, reason: error.description)
+                    ctx.needsReset(queue: PVZQueue.hypercallq.rawValue, reason: error.description)
                     return
                 }
                 let reqLen = min(chain.readableLength, Self.maxMessage)
@@ -261,7 +262,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     // MARK: eventq
 
     private func deliverEvents(_ ctx: BackendContext) {
-        let v = ctx.vrings[PVZIdentity.eventq]
+        let v = ctx.vrings[PVZQueue.eventq.rawValue]
         guard v.isLive else { return }
         do {
             var used = false
@@ -275,7 +276,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
             gpu.eventBuffersPosted(v.pending)
             if used { v.notifyIfNeeded() }
         } catch {
-            ctx.needsReset(queue: PVZIdentity.eventq, reason: error.description)
+            ctx.needsReset(queue: PVZQueue.eventq.rawValue, reason: error.description)
         }
     }
 

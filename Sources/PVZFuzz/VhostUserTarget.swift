@@ -1,4 +1,5 @@
 import CPVZShim
+import PVZContract
 import GPUModel
 import PVZDaemon
 import PVZServer

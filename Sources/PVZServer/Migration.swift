@@ -1,3 +1,4 @@
+import PVZContract
 import Synchronization
 
 // One OSID's ledger for a live migration of its guest: the facts the state

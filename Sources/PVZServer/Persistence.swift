@@ -1,3 +1,4 @@
+import PVZContract
 import Synchronization
 
 // The ledger as it must survive a daemon restart: which VMs are online, with

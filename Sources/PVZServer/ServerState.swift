@@ -1,3 +1,4 @@
+import PVZContract
 import Synchronization
 
 // The server's mutable state, split so that a call of one guest takes no lock

@@ -1,3 +1,4 @@
+import PVZContract
 import Synchronization
 
 // sVmmFuncTab: OnVmOnline, OnVmOffline, VMMConfigure, plus the front-end
@@ -167,10 +168,6 @@ extension PVZHostServer {
         return k
     }
 
-    public func vmmConfigure(param: VMMConfParam, value: UInt32) throws(PVZError) {
-        try vmmConfigure(param: param.rawValue, value: value)
-    }
-
     /// VMMConfigure with the DDK's own checks (its value checks are 23.x's:
     /// a priority within RGXFW_VZ_PRIORITY_MASK, time slices 0…100 summing to ≤ 100).
     public func vmmConfigure(knob: VMMKnob, value: UInt32) throws(PVZError) {
@@ -253,7 +250,7 @@ extension PVZHostServer {
         return l.slot.withLock { g in
             GuestConfigView(osid: osid, online: g.online, devConfigCreated: g.devConfigCreated,
                             irq: spec.policy.irq, priority: g.priority, regsIPA: spec.carveout.start,
-                            regsSize: UInt32(PVZLayout.registerBankSize), maxOSIDs: maxOSIDs,
+                            regsSize: UInt32(PVZRegister.bankSize), maxOSIDs: maxOSIDs,
                             fwHeap: g.fwHeap)
         }
     }

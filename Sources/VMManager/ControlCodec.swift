@@ -1,4 +1,5 @@
 import Foundation
+import PVZContract
 import PVZServer
 
 /// The control protocol's line format: one JSON object per line each way,

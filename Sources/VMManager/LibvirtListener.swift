@@ -2,6 +2,7 @@ import CLibvirt
 import Glibc
 import Logging
 import Platform
+import PVZContract
 import PVZServer
 import Synchronization
 
@@ -44,7 +45,7 @@ public final class LibvirtListener: @unchecked Sendable {
 
     public static let maxBackoffSeconds = 5.0
 
-    public init(uri: String = "qemu:///system", maxOSIDs: UInt32 = 8,
+    public init(uri: String = "qemu:///system", maxOSIDs: UInt32 = VirtioPVZ.defaultMaxOSIDs,
                 logger: Logger = Logger(label: "pvz.libvirt"), onEvent: @escaping @Sendable (VMEvent) -> Void) {
         self.uri = uri
         self.maxOSIDs = maxOSIDs

@@ -2,6 +2,7 @@ import Testing
 import Foundation
 import CPVZShim
 import Logging
+import PVZContract
 import PVZDaemon
 import PVZServer
 import SafeSockets

@@ -1,4 +1,5 @@
 import Testing
+import PVZContract
 import PVZDaemon
 import PVZServer
 import VMManager

@@ -1,6 +1,7 @@
 import Testing
 import CPVZShim
 import Foundation
+import PVZContract
 import PVZDaemon
 import TestFrontEnd
 import VhostUser

@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import PVZContract
 import GPUModel
 import PVZDaemon
 import PVZServer
@@ -17,7 +18,7 @@ struct MigrationStateTests {
         let g = try src.connect(1)
         #expect(g.call(.createDevConfig)?.status == .ok)
         #expect(g.mapFirmwareHeap() == .ok)
-        #expect(g.call(.writeReg, Guest.u32(Reg.scratch) + Guest.u32(0x5A5A))?.status == .ok)
+        #expect(g.call(.writeReg, Guest.u32(PVZRegister.scratch) + Guest.u32(0x5A5A))?.status == .ok)
         g.initRing()
         g.command(0, op: 1, seq: 1, arg0: 0x2000, arg1: 111)   // FENCE
         g.command(1, op: 2, seq: 2, arg0: 0x2008)              // TIMESTAMP
@@ -49,7 +50,7 @@ struct MigrationStateTests {
         while !src.daemon.server.snapshot(osid: OSID(1))!.heaps.isEmpty && n < 200 { usleep(10_000); n += 1 }
         #expect(src.daemon.server.snapshot(osid: OSID(1))!.heaps.isEmpty)
         // Registers, ledger and firmware carry on.
-        #expect(g.call(.readReg, Guest.u32(Reg.scratch))?.output.le32(0) == 0x5A5A)
+        #expect(g.call(.readReg, Guest.u32(PVZRegister.scratch))?.output.le32(0) == 0x5A5A)
         #expect(g.mapFirmwareHeap() == .alreadyExists)
         g.command(2, op: 2, seq: 3, arg0: 0x2010)              // TIMESTAMP after the move
         g.command(3, op: 1, seq: 4, arg0: 0x2018, arg1: 222)   // FENCE
@@ -57,7 +58,7 @@ struct MigrationStateTests {
         #expect(g.fe.load(Guest.fwHeap + 0x2018, as: UInt64.self) == 222)
         #expect(g.fe.load(Guest.fwHeap + 0x10, as: UInt64.self) == 4)          // completed_seq
         #expect(g.fe.load(Guest.fwHeap + 0x2010, as: UInt64.self) > ts)        // the clock never goes back
-        let kicks = try #require(g.call(.readReg, Guest.u32(Reg.kicks)))
+        let kicks = try #require(g.call(.readReg, Guest.u32(PVZRegister.kicks)))
         #expect(kicks.output.le32(0) == 2)                                     // one kick each side
     }
 

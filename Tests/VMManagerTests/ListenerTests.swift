@@ -1,6 +1,7 @@
 import CLibvirt
 import Foundation
 import Glibc
+import PVZContract
 import PVZServer
 import Testing
 @testable import VMManager

@@ -2,6 +2,7 @@ import CPVZShim
 import Foundation
 import Glibc
 import Platform
+import PVZContract
 import PVZServer
 import Testing
 @testable import VMManager

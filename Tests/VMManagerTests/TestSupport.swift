@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import PVZContract
 import PVZServer
 import Synchronization
 @testable import VMManager

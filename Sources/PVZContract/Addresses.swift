@@ -1,7 +1,7 @@
-// Typed addresses and identifiers. An IPA (guest physical address), a PA (an
-// address in the emulated GPU's physical space) and a host virtual address are
-// all 64-bit integers; mixing them up is the classic para-virtualization bug,
-// so each has its own type and conversions are explicit.
+// Typed addresses and identifiers (spec 3 and 9). An IPA (guest physical
+// address), a PA (an address in the emulated GPU's physical space) and a host
+// virtual address are all 64-bit integers; mixing them up is the classic
+// para-virtualization bug, so each has its own type and conversions are explicit.
 
 /// The OS identifier the VM manager gives a guest: 0 is the host (driver
 /// domain), guests are 1..<maxOSIDs. Never taken from guest input.
