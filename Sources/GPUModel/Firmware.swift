@@ -93,7 +93,7 @@ public struct Firmware: Sendable {
     /// context switch): once it returns true after at least one command, the run
     /// stops there with `preempted` set.
     public mutating func run(heap: UnsafeMutableRawBufferPointer, upTo writeOffset: UInt32, clockNs: UInt64,
-                             deadline: (() -> Bool)? = nil,
+                             deadline: () -> Bool = { false },
                              emit: (GPUEvent) -> Void) -> FirmwareRunResult {
         var r = FirmwareRunResult(completedSeq: completedSeq, readOffset: readOffset)
         func failKick(_ f: FirmwareFault, _ detail: UInt64) -> FirmwareRunResult {
@@ -133,7 +133,7 @@ public struct Firmware: Sendable {
         let ringEnd = Ring.headerSize + Int(size)
         var off = readOffset
         while off != writeOffset {
-            if r.commandsRun + r.faults > 0, let deadline, deadline() {
+            if r.commandsRun + r.faults > 0, deadline() {
                 r.preempted = true
                 break
             }

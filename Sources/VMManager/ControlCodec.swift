@@ -53,7 +53,7 @@ public enum ControlCodec {
     public static func encodeRequest(_ request: ControlRequest) -> String {
         var fields: [(String, String)] = [("cmd", quote(request.command))]
         switch request {
-        case .status, .guests: break
+        case .status, .guests, .metrics: break
         case .heaps(let osid):
             if let osid { fields.append(("osid", String(osid.rawValue))) }
         case .online(let osid, let priority):
@@ -134,7 +134,7 @@ struct RequestEnvelope: Decodable {
 
     private static let fieldsByCommand: [String: [String]] = [
         "status": [], "guests": [], "heaps": ["osid"], "online": ["osid", "priority"],
-        "offline": ["osid"], "configure": ["param", "value", "abi"], "dt": ["osid"], "prepare": ["osid", "domain"],
+        "offline": ["osid"], "configure": ["param", "value", "abi"], "dt": ["osid"], "prepare": ["osid", "domain"], "metrics": [],
     ]
 
     init(from decoder: Decoder) throws {
@@ -161,6 +161,7 @@ struct RequestEnvelope: Decodable {
         switch cmd {
         case "status": request = .status
         case "guests": request = .guests
+        case "metrics": request = .metrics
         case "heaps": request = .heaps(osid: try osid(required: false))
         case "online":
             let o = try osid(required: true)!

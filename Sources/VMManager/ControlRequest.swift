@@ -21,6 +21,8 @@ public enum ControlRequest: Sendable, Equatable {
     case dt(osid: OSID)
     /// libvirt's `prepare` hook: is the guest socket of this OSID ready?
     case prepare(osid: OSID, domain: String?)
+    /// Counters and gauges of every guest (`pvzctl metrics`).
+    case metrics
 
     /// The `cmd` string of the request.
     public var command: String {
@@ -33,10 +35,11 @@ public enum ControlRequest: Sendable, Equatable {
         case .configure: return "configure"
         case .dt: return "dt"
         case .prepare: return "prepare"
+        case .metrics: return "metrics"
         }
     }
 
-    public static let commands = ["status", "guests", "heaps", "online", "offline", "configure", "dt", "prepare"]
+    public static let commands = ["status", "guests", "heaps", "online", "offline", "configure", "dt", "prepare", "metrics"]
 }
 
 /// A VMMConfigure parameter as a control client names it.

@@ -21,7 +21,8 @@ struct Pvzctl: ParsableCommand {
         The socket is --control-socket, else $PVZ_CONTROL_SOCKET, else \(ControlServer.defaultPath).
         Only root and the daemon's own uid may use it.
         """,
-        subcommands: [Status.self, Guests.self, Heaps.self, Online.self, Offline.self, Configure.self, DT.self])
+        version: PVZVersion.string,
+        subcommands: [Status.self, Guests.self, Heaps.self, Online.self, Offline.self, Configure.self, DT.self, Metrics.self])
 }
 
 struct Common: ParsableArguments {

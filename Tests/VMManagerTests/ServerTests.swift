@@ -94,7 +94,10 @@ final class ServerFixture: @unchecked Sendable {
     @Test(.enabled(if: getuid() == 0, "needs root to run a client as nobody"))
     func aPeerWithAnotherUIDIsRefused() throws {
         var o = ControlServer.Options()
-        o.mode = 0o666  // let the connect through so the SO_PEERCRED check is what refuses
+        // Group root may open the file (the test runs as root); the peer is
+        // uid 65534 in group 0, so the SO_PEERCRED check is what refuses.
+        // (World modes are refused by SafeListener.)
+        o.mode = 0o660
         let f = try ServerFixture(options: o)
         let script = """
         import socket, sys
@@ -103,7 +106,7 @@ final class ServerFixture: @unchecked Sendable {
         s.sendall(b'{"cmd":"online","osid":1}\\n')
         sys.stdout.write(s.makefile().readline())
         """
-        let (rc, out, err) = try run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+        let (rc, out, err) = try run(["/usr/bin/setpriv", "--reuid=65534", "--regid=0", "--clear-groups",
                                       "/usr/bin/python3", "-c", script, f.path])
         #expect(rc == 0, "\(err)")
         let r = try ControlCodec.decodeResponse(Array(out.utf8))

@@ -65,6 +65,13 @@ final class TestVMManager: ControlHandler, @unchecked Sendable {
                 g.domain = d
                 gs[o.rawValue] = g
                 return .success(guest: status(o.rawValue, g))
+            case .metrics:
+                return .success(metrics: DaemonMetrics(uptimeSeconds: 1, hostHeapBytes: 0, invalidOsidCalls: 0,
+                    guests: gs.keys.sorted().map { o in
+                        GuestMetrics(osid: o, domain: gs[o]!.domain, listening: true, connected: false, online: gs[o]!.online,
+                                     needsReset: false, callsByFunction: [], callsByStatus: [], kicks: 0, commands: 0, faults: 0,
+                                     events: 0, eventsDropped: 0, heapBytes: gs[o]!.online ? 0x10_0000 : 0, disconnects: 0)
+                    }))
             }
         }
     }
