@@ -65,7 +65,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         // A vhost-user front-end that plays QEMU for tests and benchmarks.
-        .target(name: "TestFrontEnd", dependencies: ["CPVZShim", "Platform", "VhostUser"], swiftSettings: swiftSettings),
+        .target(name: "TestFrontEnd", dependencies: ["CPVZShim", "Platform"], swiftSettings: swiftSettings),
         .executableTarget(name: "vhost-user-pvz", dependencies: [
             "PVZDaemon", "SafeSockets", "Sandbox", "VMManager",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
