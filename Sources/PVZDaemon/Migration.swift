@@ -62,7 +62,7 @@ extension PVZDevice {
         do { try loadState(bytes) } catch { return DeviceStateError(error.description) }
         // The destination's memory table (if it came first) holds the heap.
         if ctx.memory.regions.count > 0 {
-            gpu.attachMemory(ctx.memory, fwHeap: server.configView(osid: osid)?.fwHeap?.ipa)
+            gpu.attachMemory(ctx.memory, fwHeap: hostServer.configView(osid: osid)?.fwHeap?.ipa)
         }
         return nil
     }
@@ -71,7 +71,7 @@ extension PVZDevice {
     /// rings are stopped first, so no kick is in flight).
     public func saveState() throws(MigrationError) -> [UInt8] {
         let ledger: MigratedLedger
-        do { ledger = try server.migrationLedger(osid: osid) } catch { throw .invalid("\(error)") }
+        do { ledger = try hostServer.migrationLedger(osid: osid) } catch { throw .invalid("\(error)") }
         return DeviceState(osid: osid.rawValue, ledger: ledger, bank: gpu.bank.snapshot(),
                            firmware: gpu.firmware.snapshot).encoded()
     }
@@ -90,7 +90,7 @@ extension PVZDevice {
         let before = gpu.bank.snapshot()
         do { try gpu.bank.restore(s.bank) } catch { throw .invalid(error.description) }
         do {
-            try server.takeMigratedLedger(s.ledger, osid: osid)
+            try hostServer.takeMigratedLedger(s.ledger, osid: osid)
         } catch {
             try? gpu.bank.restore(before)
             throw error

@@ -24,7 +24,7 @@ public struct GuestSettings: Sendable, Equatable {
 /// What the PVZ server may ask of the guest's side during a call: is a range
 /// in its RAM (the live memory table), and let go of a firmware heap (the
 /// firmware stops and detaches before the ledger drops the heap).
-struct GuestSide: GuestRAM, FirmwareControl {
+struct CallGlue: GuestRAM, FirmwareControl {
     let memory: GuestMemory
     let gpu: GuestGPU
     func contains(_ r: IPARange) -> Bool { memory.contains(gpa: r.start.rawValue, size: r.size) }
@@ -35,7 +35,7 @@ struct GuestSide: GuestRAM, FirmwareControl {
 /// GPU events, kickq → firmware. One per guest; runs on the guest's thread.
 public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     public let osid: OSID
-    public let server: PVZHostServer
+    public let hostServer: PVZHostServer
     public let settings: GuestSettings
     public let gpu: GuestGPU
     let logger: Logger
@@ -45,7 +45,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     public let configSize = PVZConfigSpace.size
     public var deviceFeatures: UInt64 {
         var f = VirtioFeature.version1 | RingFeature.indirectDesc | RingFeature.eventIdx | PVZFeature.firmware
-        if server.spec(of: osid)?.policy.hostHeapsAllowed == true { f |= PVZFeature.hostHeaps }
+        if hostServer.spec(of: osid)?.policy.hostHeapsAllowed == true { f |= PVZFeature.hostHeaps }
         return f
     }
 
@@ -69,9 +69,9 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     /// The engine's server for this guest, to ring its doorbell from other threads.
     public weak var vhostServer: VhostUserServer?
 
-    public init(osid: OSID, server: PVZHostServer, settings: GuestSettings, gpu: GuestGPU, logger: Logger) {
+    public init(osid: OSID, hostServer: PVZHostServer, settings: GuestSettings, gpu: GuestGPU, logger: Logger) {
         self.osid = osid
-        self.server = server
+        self.hostServer = hostServer
         self.settings = settings
         self.gpu = gpu
         var l = logger
@@ -95,7 +95,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     // MARK: config space
 
     public func configSpace() -> PVZConfigSpace {
-        let v = server.configView(osid: osid)
+        let v = hostServer.configView(osid: osid)
         var status: PVZConfigSpace.Status = []
         if v?.online == true { status.insert(.online) }
         if v?.devConfigCreated == true { status.insert(.devConfigCreated) }
@@ -121,10 +121,10 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
 
     public func frontEndConnected(_ ctx: BackendContext) {
         connected.store(true, ordering: .releasing)
-        _ = try? server.guestConnected(osid: osid)
-        if settings.onlineOnConnect, server.configView(osid: osid)?.online == false {
+        _ = try? hostServer.guestConnected(osid: osid)
+        if settings.onlineOnConnect, hostServer.configView(osid: osid)?.online == false {
             do {
-                try server.onVmOnline(osid: osid, priority: settings.priority)
+                try hostServer.onVmOnline(osid: osid, priority: settings.priority)
                 gpu.vmOnline(priority: settings.priority)
                 logger.info("VM online on front-end connect (priority \(settings.priority))")
             } catch {
@@ -135,7 +135,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
 
     public func frontEndDisconnected(_ ctx: BackendContext, reason: DisconnectReason) {
         connected.store(false, ordering: .releasing)
-        _ = try? server.guestDisconnected(osid: osid)
+        _ = try? hostServer.guestDisconnected(osid: osid)
         if reason == .serverStopping {
             // A daemon restart keeps everything: the front-end reconnects to
             // the next daemon and finds the ledger (state file) as it was.
@@ -148,7 +148,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     }
 
     public func memoryChanged(_ ctx: BackendContext) {
-        gpu.attachMemory(ctx.memory, fwHeap: server.configView(osid: osid)?.fwHeap?.ipa)
+        gpu.attachMemory(ctx.memory, fwHeap: hostServer.configView(osid: osid)?.fwHeap?.ipa)
     }
 
     /// RESET_DEVICE / RESET_OWNER: what a rebooting guest kernel or a driver
@@ -160,9 +160,9 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
 
     /// Firmware first (cancel, stop at a command boundary, detach), then the ledger.
     private func releaseDevice(why: String, dropMemory: Bool) {
-        let online = server.configView(osid: osid)?.online ?? false
+        let online = hostServer.configView(osid: osid)?.online ?? false
         gpu.resetDevice(online: online, dropMemory: dropMemory)
-        guard let r = try? server.releaseDevice(osid: osid) else { return }
+        guard let r = try? hostServer.releaseDevice(osid: osid) else { return }
         if r.devConfigDestroyed || !r.freedHeaps.isEmpty {
             ledgerChanged()
             if let held = lifecycleLog.admit() {
@@ -202,7 +202,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
 
     private func serveHypercalls(_ ctx: BackendContext) {
         let v = ctx.vrings[PVZQueue.hypercallq.rawValue]
-        let side = GuestSide(memory: ctx.memory, gpu: gpu)
+        let side = CallGlue(memory: ctx.memory, gpu: gpu)
         var changed = false
         repeat {
             while true {
@@ -224,13 +224,13 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
                 let respView = UnsafeMutableRawBufferPointer(rebasing: response[0..<respLen])
                 crashPoint?.reached(.beforeCall)
                 let outcome: CallOutcome
-                if v.lastChainReplayed, let answer = server.recordedAnswer(osid: osid, request: reqView, response: respView) {
+                if v.lastChainReplayed, let answer = hostServer.recordedAnswer(osid: osid, request: reqView, response: respView) {
                     // In flight when the previous daemon died, and it had already
                     // run: the guest gets that answer; nothing runs twice.
                     outcome = answer
                     logger.info("replayed \(answer.function?.name ?? "call") answered as recorded (\(answer.status.name))")
                 } else {
-                    outcome = server.handleCall(osid: osid, request: reqView, response: respView,
+                    outcome = hostServer.handleCall(osid: osid, request: reqView, response: respView,
                                                 ram: side, registers: gpu.registers, firmware: side)
                 }
                 if outcome.status != .ok {

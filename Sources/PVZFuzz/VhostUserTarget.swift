@@ -31,7 +31,7 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
     // One guest, as the daemon has it: each input is the next front-end to connect to it.
     let server = try! PVZHostServer(maxOSIDs: 4, guests: [spec])
     let gpu = GuestGPU(osid: spec.osid, carveout: spec.carveout, processor: scheduler)
-    let device = PVZDevice(osid: spec.osid, server: server, settings: GuestSettings(onlineOnConnect: true, priority: 1),
+    let device = PVZDevice(osid: spec.osid, hostServer: server, settings: GuestSettings(onlineOnConnect: true, priority: 1),
                            gpu: gpu, logger: logger)
 
     return { data in

@@ -9,7 +9,7 @@ typealias CallResult = (status: PVZStatus, effect: CallEffect)
 /// ledger-changing call, for a replay after a restart), the function's input
 /// (checked to be its exact size) and its output (exactly its size).
 struct Call {
-    let ledger: GuestLedger
+    let ledger: OSIDLedger
     let request: UnsafeRawBufferPointer
     let input: UnsafeRawBufferPointer
     let output: UnsafeMutableRawBufferPointer
@@ -205,7 +205,7 @@ extension PVZHostServer {
 
     /// Frees the host-origin heaps of a guest (their bytes go back to the
     /// pool); nil when there were none. Called under the guest's ledger lock.
-    func freeHostHeaps(_ g: inout GuestSlot) -> (fw: HeapRecord?, gpu: HeapRecord?)? {
+    func freeHostHeaps(_ g: inout LedgerEntry) -> (fw: HeapRecord?, gpu: HeapRecord?)? {
         guard g.hostHeapsCreated else { return nil }
         let freed = (g.hostFwHeap, g.hostGpuHeap)
         shared.withLock { $0.giveBack(g.spec.policy.hostHeapBytes) }
@@ -223,7 +223,7 @@ extension PVZHostServer {
         var guestFw: IPARange?
     }
 
-    static func heapView(_ g: GuestSlot) -> HeapView {
+    static func heapView(_ g: LedgerEntry) -> HeapView {
         HeapView(hostFw: g.hostFwHeap?.ipa, hostGpu: g.hostGpuHeap?.ipa, guestFw: g.guestFwHeap?.ipa)
     }
 

@@ -13,7 +13,7 @@ public final class PVZHostServer: Sendable {
     /// The DDK PVZ ABI this host follows (function ids, VMMConfigure numbering).
     public let ddkABI: DDKABI
     /// Index = OSID raw value; nil for OSIDs without a configured guest (and 0, the host).
-    let ledgers: [GuestLedger?]
+    let ledgers: [OSIDLedger?]
     let shared: Mutex<SharedState>
     /// Calls for OSIDs without a guest (counted, then refused).
     let invalidOSIDCount = Atomic<UInt64>(0)
@@ -37,13 +37,13 @@ public final class PVZHostServer: Sendable {
         }
         self.maxOSIDs = maxOSIDs
         self.ddkABI = ddkABI
-        self.ledgers = specs.map { $0.map(GuestLedger.init(spec:)) }
+        self.ledgers = specs.map { $0.map(OSIDLedger.init(spec:)) }
         self.shared = Mutex(SharedState(priorities: Array(repeating: 0, count: Int(maxOSIDs)),
                                         hostPoolLimit: hostPoolSize ?? UInt64.max))
     }
 
     /// The ledger of a configured guest OSID, nil if none.
-    func ledger(_ osid: OSID) -> GuestLedger? {
+    func ledger(_ osid: OSID) -> OSIDLedger? {
         osid.rawValue < maxOSIDs ? ledgers[Int(osid.rawValue)] : nil
     }
 

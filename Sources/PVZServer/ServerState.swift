@@ -10,7 +10,7 @@ import Synchronization
 // Storage is fixed at init (counter arrays included), so the hypercall path
 // only mutates in place and never allocates.
 
-struct GuestSlot {
+struct LedgerEntry {
     let spec: GuestSpec
     var online = false
     var frontEndConnected = false
@@ -56,19 +56,19 @@ struct GuestSlot {
 
 /// One configured OSID: its ledger and counters, and its online flag
 /// mirrored for the lock-free check every call makes first.
-final class GuestLedger: Sendable {
+final class OSIDLedger: Sendable {
     let spec: GuestSpec
-    let slot: Mutex<GuestSlot>
+    let slot: Mutex<LedgerEntry>
     /// Written only under `slot`'s lock, together with `slot.online`.
     let online = Atomic<Bool>(false)
 
     init(spec: GuestSpec) {
         self.spec = spec
-        slot = Mutex(GuestSlot(spec: spec))
+        slot = Mutex(LedgerEntry(spec: spec))
     }
 
     /// Runs `body` on the ledger; keeps the lock-free online flag in step.
-    func withSlot<R>(_ body: (inout GuestSlot) throws -> R) rethrows -> R {
+    func withSlot<R>(_ body: (inout LedgerEntry) throws -> R) rethrows -> R {
         try slot.withLock { s in
             defer { online.store(s.online, ordering: .releasing) }
             return try body(&s)

@@ -46,7 +46,7 @@ public struct HeapSnapshot: Equatable, Sendable {
 }
 
 /// One guest as the control plane sees it.
-public struct GuestState: Equatable, Sendable {
+public struct LedgerSnapshot: Equatable, Sendable {
     public var osid: OSID
     public var carveout: IPARange
     public var policy: GuestPolicy
@@ -67,7 +67,7 @@ public struct GuestState: Equatable, Sendable {
 }
 
 /// What the glue needs for config space (spec 4), read without allocating.
-public struct GuestConfigView: Equatable, Sendable {
+public struct ConfigSpaceView: Equatable, Sendable {
     public var osid: OSID
     public var online: Bool
     public var devConfigCreated: Bool
@@ -81,7 +81,7 @@ public struct GuestConfigView: Equatable, Sendable {
 }
 
 extension PVZHostServer {
-    private func ledgerOf(_ osid: OSID) throws(PVZError) -> GuestLedger {
+    private func ledgerOf(_ osid: OSID) throws(PVZError) -> OSIDLedger {
         guard let l = ledger(osid) else { throw .invalidOSID(osid, maxOSIDs: maxOSIDs) }
         return l
     }
@@ -138,7 +138,7 @@ extension PVZHostServer {
         return l.withSlot { g in releaseDevice(&g) }
     }
 
-    func releaseDevice(_ g: inout GuestSlot) -> OfflineResult {
+    func releaseDevice(_ g: inout LedgerEntry) -> OfflineResult {
         var freed: [HeapRecord] = []
         if let host = freeHostHeaps(&g) {
             if let h = host.fw { freed.append(h) }
@@ -215,7 +215,7 @@ extension PVZHostServer {
     /// A front-end (QEMU) connected on this OSID's socket. Returns the state it
     /// must find: after a reconnect the ledger is exactly as it was left.
     @discardableResult
-    public func guestConnected(osid: OSID) throws(PVZError) -> GuestState {
+    public func guestConnected(osid: OSID) throws(PVZError) -> LedgerSnapshot {
         let l = try ledgerOf(osid)
         return l.withSlot { g in
             g.frontEndConnected = true
@@ -235,20 +235,20 @@ extension PVZHostServer {
 
     // MARK: views
 
-    public func snapshot() -> [GuestState] {
+    public func snapshot() -> [LedgerSnapshot] {
         ledgers.compactMap { l in l.map { $0.slot.withLock { Self.guestState($0) } } }
     }
 
-    public func snapshot(osid: OSID) -> GuestState? {
+    public func snapshot(osid: OSID) -> LedgerSnapshot? {
         ledger(osid)?.slot.withLock { Self.guestState($0) }
     }
 
     /// Config-space fields of a guest; nil for an OSID without a guest.
-    public func configView(osid: OSID) -> GuestConfigView? {
+    public func configView(osid: OSID) -> ConfigSpaceView? {
         guard let l = ledger(osid) else { return nil }
         let spec = l.spec
         return l.slot.withLock { g in
-            GuestConfigView(osid: osid, online: g.online, devConfigCreated: g.devConfigCreated,
+            ConfigSpaceView(osid: osid, online: g.online, devConfigCreated: g.devConfigCreated,
                             irq: spec.policy.irq, priority: g.priority, regsIPA: spec.carveout.start,
                             regsSize: UInt32(PVZRegister.bankSize), maxOSIDs: maxOSIDs,
                             fwHeap: g.fwHeap)
@@ -261,12 +261,12 @@ extension PVZHostServer {
     /// Bytes of host-origin heap in use, all guests together.
     public var hostPoolUsed: UInt64 { shared.withLock { $0.hostPoolUsed } }
 
-    static func guestState(_ g: GuestSlot) -> GuestState {
+    static func guestState(_ g: LedgerEntry) -> LedgerSnapshot {
         var heaps: [HeapSnapshot] = []
         for h in [g.hostFwHeap, g.hostGpuHeap, g.guestFwHeap] {
             if let h { heaps.append(HeapSnapshot(heap: h.heap, origin: h.origin, ipa: h.ipa.start, pa: h.pa, size: h.size)) }
         }
-        return GuestState(osid: g.spec.osid, carveout: g.spec.carveout, policy: g.spec.policy, online: g.online,
+        return LedgerSnapshot(osid: g.spec.osid, carveout: g.spec.carveout, policy: g.spec.policy, online: g.online,
                           frontEndConnected: g.frontEndConnected, priority: g.priority,
                           devConfigCreated: g.devConfigCreated, heaps: heaps,
                           callsByFunction: g.callsByFunction, callsByStatus: g.callsByStatus,

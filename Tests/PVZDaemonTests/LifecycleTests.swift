@@ -14,8 +14,8 @@ import VhostUser
 /// register mirror touches is unmapped under it.
 @Suite("VM lifecycles: reset, disconnect, busy firmware", .serialized)
 struct LifecycleTests {
-    static func ledger(_ h: Harness, _ osid: UInt32 = 1) -> GuestState {
-        h.daemon.server.snapshot(osid: OSID(osid))!
+    static func ledger(_ h: Harness, _ osid: UInt32 = 1) -> LedgerSnapshot {
+        h.daemon.hostServer.snapshot(osid: OSID(osid))!
     }
 
     /// What a rebooting guest kernel does: status 0, RESET_DEVICE, then a
@@ -120,7 +120,7 @@ struct LifecycleTests {
             let g = try h.connect(1)
             try LifecycleTests.busyFirmware(g, kicks: 60)
             guard g.call(.unmapDevPhysHeap)?.status == .ok else { exit(3) }
-            guard h.daemon.server.snapshot(osid: OSID(1))!.heaps.isEmpty else { exit(4) }
+            guard h.daemon.hostServer.snapshot(osid: OSID(1))!.heaps.isEmpty else { exit(4) }
             for _ in 0..<5 {
                 guard try g.fe.sendAcked(.setMemTable, payload: g.fe.memTablePayload(), fds: [g.fe.memFD]) == 0 else { exit(5) }
                 usleep(500_000)

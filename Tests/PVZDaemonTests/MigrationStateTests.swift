@@ -37,7 +37,7 @@ struct MigrationStateTests {
         #expect(Array(bytes[0..<4]) == Array("PVZS".utf8))
         let dst = try Harness(guests: [(1, false, GuestPolicy())])
         try dst.daemon.guests[0].device.loadState(bytes)
-        let a = src.daemon.server.snapshot(osid: OSID(1))!, b = dst.daemon.server.snapshot(osid: OSID(1))!
+        let a = src.daemon.hostServer.snapshot(osid: OSID(1))!, b = dst.daemon.hostServer.snapshot(osid: OSID(1))!
         #expect(b.online && b.devConfigCreated)
         #expect(a.heaps == b.heaps)
         #expect(b.priority == a.priority)
@@ -47,8 +47,8 @@ struct MigrationStateTests {
         try g.fe.start()
         // The source let go of the OSID when its front-end left.
         var n = 0
-        while !src.daemon.server.snapshot(osid: OSID(1))!.heaps.isEmpty && n < 200 { usleep(10_000); n += 1 }
-        #expect(src.daemon.server.snapshot(osid: OSID(1))!.heaps.isEmpty)
+        while !src.daemon.hostServer.snapshot(osid: OSID(1))!.heaps.isEmpty && n < 200 { usleep(10_000); n += 1 }
+        #expect(src.daemon.hostServer.snapshot(osid: OSID(1))!.heaps.isEmpty)
         // Registers, ledger and firmware carry on.
         #expect(g.call(.readReg, Guest.u32(PVZRegister.scratch))?.output.le32(0) == 0x5A5A)
         #expect(g.mapFirmwareHeap() == .alreadyExists)
@@ -69,7 +69,7 @@ struct MigrationStateTests {
         do { try dst.daemon.guests[0].device.loadState(bytes) } catch {
             #expect("\(error)".contains("carve-out"))
         }
-        let b = dst.daemon.server.snapshot(osid: OSID(1))!
+        let b = dst.daemon.hostServer.snapshot(osid: OSID(1))!
         #expect(!b.online && !b.devConfigCreated && b.heaps.isEmpty)
     }
 
@@ -86,7 +86,7 @@ struct MigrationStateTests {
                     Array(bytes.prefix(bytes.count - 1)), bytes.map { $0 == UInt8(ascii: "1") ? UInt8(ascii: "9") : $0 }] {
             #expect(throws: MigrationError.self) { try dst.daemon.guests[0].device.loadState(bad) }
         }
-        #expect(dst.daemon.server.snapshot(osid: OSID(1))!.heaps.isEmpty)
+        #expect(dst.daemon.hostServer.snapshot(osid: OSID(1))!.heaps.isEmpty)
     }
 }
 
@@ -110,7 +110,7 @@ struct DeviceStateMessageTests {
         try g.fe.reconnect(path: dst.socket(1))
         try g.fe.negotiate()
         #expect(try g.fe.loadDeviceState(state) == 0)
-        #expect(dst.daemon.server.snapshot(osid: OSID(1))!.heaps.count == 1)
+        #expect(dst.daemon.hostServer.snapshot(osid: OSID(1))!.heaps.count == 1)
         try g.fe.start()
         #expect(g.call(.createDevConfig)?.status == .alreadyExists)
     }
@@ -127,7 +127,7 @@ struct DeviceStateMessageTests {
         try fe2.negotiate()
         #expect(try fe2.loadDeviceState(state) != 0)
         #expect(try fe2.loadDeviceState(Array(state.prefix(20))) != 0)
-        #expect(!dst.daemon.server.snapshot(osid: OSID(1))!.devConfigCreated)
+        #expect(!dst.daemon.hostServer.snapshot(osid: OSID(1))!.devConfigCreated)
         // The source still serves its guest (a failed migration leaves it running there).
         try g.fe.start()
         #expect(g.call(.createDevConfig)?.status == .alreadyExists)
