@@ -1,7 +1,6 @@
 import CMallocCounter
 import Foundation
 import PVZContract
-import PVZContract
 import PVZDaemon
 import TestFrontEnd
 #if canImport(Glibc)
@@ -58,7 +57,7 @@ struct Kicker {
             fe.store(c + UInt64(At.arg0), Self.fenceTarget); fe.store(c + UInt64(At.arg1), seq)
             slot = (slot + 1) % (Self.ringSize / size)
         }
-        fe.store(doorbell, slot * size); fe.store(doorbell + 4, UInt32(0))   // KickRequest: write_offset, flags
+        KickRequest(writeOffset: slot * size).encode(into: UnsafeMutableRawBufferPointer(start: fe.host(doorbell), count: KickRequest.size))
         kickq.add1(doorbell, UInt32(KickRequest.size))
         _ = kickq.blockUsed()
     }
