@@ -57,7 +57,7 @@ public final class Vring {
             resubmitNext += 1
             if resubmitNext == resubmits.count { resubmits.removeAll(); resubmitNext = 0 }
             lastChainReplayed = true
-            try queue!.walk(head: head, memory: memory, into: chain)
+            try chain.walk(head: head, of: queue!, memory: memory)
             return chain
         }
         guard let head = try queue!.popHead() else { return nil }
@@ -66,7 +66,7 @@ public final class Vring {
             f.popped(head: head, counter: inflightCounter)
             inflightCounter &+= 1
         }
-        try queue!.walk(head: head, memory: memory, into: chain)
+        try chain.walk(head: head, of: queue!, memory: memory)
         return chain
     }
 
