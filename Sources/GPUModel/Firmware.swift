@@ -15,7 +15,6 @@ public struct FirmwareRunResult: Equatable, Sendable {
     /// the kick runs when the firmware comes back to this OSID (no kick-done
     /// event yet; read_offset in the heap shows how far it got).
     public var preempted = false
-    public var lastFault: FirmwareFault?
 }
 
 /// The emulated firmware of one OSID. It keeps its own read offset and
@@ -48,7 +47,6 @@ public struct Firmware: Sendable {
         var r = FirmwareRunResult(completedSeq: completedSeq, readOffset: readOffset)
         func failKick(_ f: FirmwareFault, _ detail: UInt64) -> FirmwareRunResult {
             r.kickError = f
-            r.lastFault = f
             emit(GPUEvent(type: .firmware, code: GPUEvent.codeFirmwareFault, value: UInt64(f.rawValue) << 32 | (detail & 0xFFFF_FFFF)))
             return r
         }
@@ -96,7 +94,6 @@ public struct Firmware: Sendable {
             if let fault = execute(op: op, flags: flags, seq: seq, arg0: arg0, arg1: arg1, base: base,
                                    heapSize: heap.count, ringEnd: ringEnd, clockNs: clockNs, emit: emit) {
                 r.faults += 1
-                r.lastFault = fault
                 emit(GPUEvent(type: .firmware, code: GPUEvent.codeFirmwareFault, value: UInt64(fault.rawValue) << 32 | UInt64(off)))
             } else {
                 r.commandsRun += 1

@@ -21,11 +21,6 @@ public struct IPA: RawRepresentable, Hashable, Comparable, Sendable, CustomStrin
     public init(_ value: UInt64) { self.rawValue = value }
     public static func < (a: IPA, b: IPA) -> Bool { a.rawValue < b.rawValue }
     public var description: String { "IPA 0x" + String(rawValue, radix: 16) }
-    /// Adds a byte offset; nil on overflow.
-    public func advanced(by bytes: UInt64) -> IPA? {
-        let (v, o) = rawValue.addingReportingOverflow(bytes)
-        return o ? nil : IPA(v)
-    }
 }
 
 /// An address in the emulated GPU's physical address space.
@@ -51,8 +46,6 @@ public struct IPARange: Hashable, Sendable, CustomStringConvertible {
     }
     /// Last byte, inclusive (never overflows).
     public var last: UInt64 { start.rawValue + (size - 1) }
-    /// One past the end; only valid when the range does not reach 2^64.
-    public var endExclusive: UInt64 { start.rawValue &+ size }
     public func contains(_ other: IPARange) -> Bool {
         other.start.rawValue >= start.rawValue && other.last <= last
     }

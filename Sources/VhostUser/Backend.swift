@@ -28,7 +28,6 @@ public final class Backend: BackendContext {
     public let vrings: [Vring]
     public internal(set) var ackedFeatures: UInt64 = 0
     public internal(set) var ackedProtocolFeatures: ProtocolFeatures = []
-    public internal(set) var owned = false
     public internal(set) var deviceStatus: UInt8 = 0
     /// The back-end channel (SET_BACKEND_REQ_FD): notifications to the front-end.
     var backendChannel: FileDescriptor?
@@ -42,7 +41,6 @@ public final class Backend: BackendContext {
     let kickTagBase: UInt64
     /// How many of each request arrived (the real sequence is logged at debug).
     public internal(set) var messageCounts: [UInt32: Int] = [:]
-    public internal(set) var protocolErrors = 0
     /// Refused messages are the front-end's doing: their log lines are rate-limited.
     var refusals = RateLimit()
     /// Why `handleReadable` last returned false.

@@ -20,9 +20,6 @@ public final class Vring {
     public internal(set) var queue: SplitQueue?
     public internal(set) var brokenReason: String?
     public let chain: DescriptorChain
-    /// Notifications sent (call eventfd writes) and chains completed, for status.
-    public internal(set) var notifications: UInt64 = 0
-    public internal(set) var completed: UInt64 = 0
 
     init(index: Int, maxSize: UInt16) {
         self.index = index
@@ -81,7 +78,6 @@ public final class Vring {
         } else {
             queue!.addUsed(head: head, length: written)
         }
-        completed &+= 1
     }
 
     /// A ring starting with an in-flight buffer: resume after what the old
@@ -110,10 +106,7 @@ public final class Vring {
     @inline(__always)
     public func notifyIfNeeded() {
         guard queue != nil, let fd = call?.rawValue else { return }
-        if queue!.needsNotification() {
-            EventFD.signal(fd)
-            notifications &+= 1
-        }
+        if queue!.needsNotification() { EventFD.signal(fd) }
     }
 
     /// After draining: re-arm kicks, true when more arrived meanwhile.
