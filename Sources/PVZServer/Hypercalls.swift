@@ -25,7 +25,7 @@ extension PVZHostServer {
     /// 1: the register bank at the carve-out's start, and the guest's IRQ.
     func createDevConfig(_ c: Call) -> CallResult {
         let spec = c.spec
-        let st = c.ledger.withSlot { g -> PVZStatus in
+        let st = c.ledger.withEntry { g -> PVZStatus in
             guard g.online else { return .vmOffline }
             if g.devConfigCreated { return .alreadyExists }
             g.devConfigCreated = true
@@ -41,7 +41,7 @@ extension PVZHostServer {
 
     /// 2.
     func destroyDevConfig(_ c: Call) -> CallResult {
-        let st = c.ledger.withSlot { g -> PVZStatus in
+        let st = c.ledger.withEntry { g -> PVZStatus in
             guard g.online else { return .vmOffline }
             guard g.devConfigCreated else { return .notFound }
             g.devConfigCreated = false
@@ -57,7 +57,7 @@ extension PVZHostServer {
         let spec = c.spec, p = spec.policy
         guard p.hostHeapsAllowed else { return (.notImplemented, .none) }
         guard p.fwHeapOrigin == .host || p.gpuHeapOrigin == .host else { return (.invalidPVZConfig, .none) }
-        let result = c.ledger.withSlot { g -> (PVZStatus, HeapRecord?, HeapRecord?) in
+        let result = c.ledger.withEntry { g -> (PVZStatus, HeapRecord?, HeapRecord?) in
             guard g.online else { return (.vmOffline, nil, nil) }
             guard !g.hostHeapsCreated else { return (.alreadyExists, nil, nil) }
             let need = p.hostHeapBytes
@@ -85,11 +85,11 @@ extension PVZHostServer {
     /// 4: the firmware lets go of a host-origin firmware heap before it leaves the ledger.
     func destroyDevPhysHeaps(_ c: Call, firmware: some FirmwareControl) -> CallResult {
         guard c.policy.hostHeapsAllowed else { return (.notImplemented, .none) }
-        let (online, created, fw) = c.ledger.slot.withLock { g in (g.online, g.hostHeapsCreated, g.hostFwHeap) }
+        let (online, created, fw) = c.ledger.entry.withLock { g in (g.online, g.hostHeapsCreated, g.hostFwHeap) }
         guard online else { return (.vmOffline, .none) }
         guard created else { return (.notFound, .none) }
         if let fw { firmware.release(fw) }
-        let (stillOnline, freed) = c.ledger.withSlot { g -> (Bool, (fw: HeapRecord?, gpu: HeapRecord?)?) in
+        let (stillOnline, freed) = c.ledger.withEntry { g -> (Bool, (fw: HeapRecord?, gpu: HeapRecord?)?) in
             guard g.online else { return (false, nil) }
             let f = freeHostHeaps(&g)
             if f != nil { g.remember(request: c.request, status: .ok, output: Call.noOutput) }
@@ -109,7 +109,7 @@ extension PVZHostServer {
         guard let range = IPARange(start: input.ipa, size: input.size) else { return (.addressOutOfRange, .none) }
         // Asked before taking the lock: the glue's memory table has its own.
         let inRAM = ram.contains(range)
-        return c.ledger.withSlot { g -> CallResult in
+        return c.ledger.withEntry { g -> CallResult in
             guard g.online else { return (.vmOffline, .none) }
             guard g.guestFwHeap == nil else { return (.alreadyExists, .none) }
             guard inRAM, !range.overlaps(spec.carveout) else { return (.addressOutOfRange, .none) }
@@ -127,11 +127,11 @@ extension PVZHostServer {
     /// 6: answers OK only once the firmware is stopped and detached from the heap.
     func unmapDevPhysHeap(_ c: Call, firmware: some FirmwareControl) -> CallResult {
         guard c.policy.fwHeapOrigin == .guest else { return (.invalidPVZConfig, .none) }
-        let (online, mapped) = c.ledger.slot.withLock { g in (g.online, g.guestFwHeap) }
+        let (online, mapped) = c.ledger.entry.withLock { g in (g.online, g.guestFwHeap) }
         guard online else { return (.vmOffline, .none) }
         guard let mapped else { return (.notFound, .none) }
         firmware.release(mapped)
-        let (stillOnline, heap) = c.ledger.withSlot { g -> (Bool, HeapRecord?) in
+        let (stillOnline, heap) = c.ledger.withEntry { g -> (Bool, HeapRecord?) in
             guard g.online else { return (false, nil) }
             defer { g.guestFwHeap = nil }
             if g.guestFwHeap != nil { g.remember(request: c.request, status: .ok, output: Call.noOutput) }
@@ -154,7 +154,7 @@ extension PVZHostServer {
     func getDevPhysHeapAddrSize(_ c: Call) -> CallResult {
         let q = HeapQueryInput.decode(from: c.input)!
         guard let heap = PhysHeap(rawValue: q.heap) else { return (.invalidParams, .none) }
-        let view = c.ledger.slot.withLock { Self.heapView($0) }
+        let view = c.ledger.entry.withLock { Self.heapView($0) }
         guard let (size, ipa) = Self.addrSize(of: heap, c.policy, view) else { return (.notFound, .none) }
         HeapAddrSizeOutput(size: size, ipa: ipa).encode(into: c.output)
         return (.ok, .none)

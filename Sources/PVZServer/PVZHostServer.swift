@@ -130,7 +130,7 @@ public final class PVZHostServer: Sendable {
         guard let l = ledger(osid), request.count >= HypercallRequestHeader.size,
               response.count >= HypercallResponseHeader.size,
               let header = HypercallRequestHeader.decode(from: request) else { return nil }
-        let found = l.slot.withLock { g -> CallRecord? in
+        let found = l.entry.withLock { g -> CallRecord? in
             g.recentCalls.last { $0.request.elementsEqual(request) }
         }
         guard let found else { return nil }
@@ -149,7 +149,7 @@ public final class PVZHostServer: Sendable {
 
     private func record(osid: OSID, rawFunction: UInt32, status: PVZStatus) {
         if let l = ledger(osid) {
-            l.slot.withLock { $0.count(function: rawFunction, status: status) }
+            l.entry.withLock { $0.count(function: rawFunction, status: status) }
         } else {
             invalidOSIDCount.add(1, ordering: .relaxed)
         }

@@ -58,18 +58,20 @@ struct LedgerEntry {
 /// mirrored for the lock-free check every call makes first.
 final class OSIDLedger: Sendable {
     let spec: GuestSpec
-    let slot: Mutex<LedgerEntry>
-    /// Written only under `slot`'s lock, together with `slot.online`.
+    /// The ledger mutex: every call of this OSID that reads or changes its
+    /// entry takes it, no other OSID's call does.
+    let entry: Mutex<LedgerEntry>
+    /// Written only under `entry`'s lock, together with `entry.online`.
     let online = Atomic<Bool>(false)
 
     init(spec: GuestSpec) {
         self.spec = spec
-        slot = Mutex(LedgerEntry(spec: spec))
+        entry = Mutex(LedgerEntry(spec: spec))
     }
 
     /// Runs `body` on the ledger; keeps the lock-free online flag in step.
-    func withSlot<R>(_ body: (inout LedgerEntry) throws -> R) rethrows -> R {
-        try slot.withLock { s in
+    func withEntry<R>(_ body: (inout LedgerEntry) throws -> R) rethrows -> R {
+        try entry.withLock { s in
             defer { online.store(s.online, ordering: .releasing) }
             return try body(&s)
         }

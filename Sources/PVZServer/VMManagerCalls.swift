@@ -98,7 +98,7 @@ extension PVZHostServer {
     /// OnVmOnline: the guest may now call. Refused for an online OSID.
     public func onVmOnline(osid: OSID, priority: UInt32) throws(PVZError) {
         let l = try ledgerOf(osid)
-        let ok = l.withSlot { g -> Bool in
+        let ok = l.withEntry { g -> Bool in
             guard !g.online else { return false }
             g.online = true
             g.priority = priority
@@ -118,7 +118,7 @@ extension PVZHostServer {
         let l = try ledgerOf(osid)
         guard l.online.load(ordering: .acquiring) else { throw .osidIsOffline(osid) }
         guard waitFirmwareIdle(osid) else { throw .firmwareNotIdle(osid) }
-        let result = l.withSlot { g -> OfflineResult? in
+        let result = l.withEntry { g -> OfflineResult? in
             guard g.online else { return nil }
             let r = releaseDevice(&g)
             g.online = false
@@ -135,7 +135,7 @@ extension PVZHostServer {
     @discardableResult
     public func releaseDevice(osid: OSID) throws(PVZError) -> OfflineResult {
         let l = try ledgerOf(osid)
-        return l.withSlot { g in releaseDevice(&g) }
+        return l.withEntry { g in releaseDevice(&g) }
     }
 
     func releaseDevice(_ g: inout LedgerEntry) -> OfflineResult {
@@ -180,7 +180,7 @@ extension PVZHostServer {
                 throw .confParamValue(name, value, reason: "a priority must fit RGXFW_VZ_PRIORITY_MASK (0...\((1 << 30) - 1))")
             }
             if let l = ledger(OSID(n)) {
-                l.withSlot { g in
+                l.withEntry { g in
                     g.priority = value
                     shared.withLock { $0.priorities[Int(n)] = value }
                 }
@@ -217,9 +217,9 @@ extension PVZHostServer {
     @discardableResult
     public func guestConnected(osid: OSID) throws(PVZError) -> LedgerSnapshot {
         let l = try ledgerOf(osid)
-        return l.withSlot { g in
+        return l.withEntry { g in
             g.frontEndConnected = true
-            return Self.guestState(g)
+            return Self.snapshot(of: g)
         }
     }
 
@@ -227,7 +227,7 @@ extension PVZHostServer {
     /// here; the glue decides whether that is a release (`releaseDevice`).
     public func guestDisconnected(osid: OSID) throws(PVZError) {
         let l = try ledgerOf(osid)
-        l.withSlot { g in
+        l.withEntry { g in
             g.frontEndConnected = false
             g.disconnects &+= 1
         }
@@ -236,18 +236,18 @@ extension PVZHostServer {
     // MARK: views
 
     public func snapshot() -> [LedgerSnapshot] {
-        ledgers.compactMap { l in l.map { $0.slot.withLock { Self.guestState($0) } } }
+        ledgers.compactMap { l in l.map { $0.entry.withLock { Self.snapshot(of: $0) } } }
     }
 
     public func snapshot(osid: OSID) -> LedgerSnapshot? {
-        ledger(osid)?.slot.withLock { Self.guestState($0) }
+        ledger(osid)?.entry.withLock { Self.snapshot(of: $0) }
     }
 
     /// Config-space fields of a guest; nil for an OSID without a guest.
     public func configView(osid: OSID) -> ConfigSpaceView? {
         guard let l = ledger(osid) else { return nil }
         let spec = l.spec
-        return l.slot.withLock { g in
+        return l.entry.withLock { g in
             ConfigSpaceView(osid: osid, online: g.online, devConfigCreated: g.devConfigCreated,
                             irq: spec.policy.irq, priority: g.priority, regsIPA: spec.carveout.start,
                             regsSize: UInt32(PVZRegister.bankSize), maxOSIDs: maxOSIDs,
@@ -261,7 +261,7 @@ extension PVZHostServer {
     /// Bytes of host-origin heap in use, all guests together.
     public var hostPoolUsed: UInt64 { shared.withLock { $0.hostPoolUsed } }
 
-    static func guestState(_ g: LedgerEntry) -> LedgerSnapshot {
+    static func snapshot(of g: LedgerEntry) -> LedgerSnapshot {
         var heaps: [HeapSnapshot] = []
         for h in [g.hostFwHeap, g.hostGpuHeap, g.guestFwHeap] {
             if let h { heaps.append(HeapSnapshot(heap: h.heap, origin: h.origin, ipa: h.ipa.start, pa: h.pa, size: h.size)) }
@@ -283,7 +283,7 @@ extension PVZHostServer {
         if ipa.rawValue >= c.start.rawValue, ipa.rawValue <= c.last {
             return PAWindow.carveout(osid, offset: ipa.rawValue - c.start.rawValue)
         }
-        return ledger(osid)?.slot.withLock { $0.guestFwHeap?.pa(of: ipa) }
+        return ledger(osid)?.entry.withLock { $0.guestFwHeap?.pa(of: ipa) }
     }
 
     /// The OSID and IPA behind a GPU PA; nil if no carve-out or mapped heap holds it.
@@ -292,7 +292,7 @@ extension PVZHostServer {
         guard let spec = spec(of: osid) else { return nil }
         let off = pa.rawValue - PAWindow.base(osid).rawValue
         if off < spec.carveout.size { return (osid, IPA(spec.carveout.start.rawValue + off)) }
-        guard let ipa = ledger(osid)?.slot.withLock({ $0.guestFwHeap?.ipa(of: pa) }) else { return nil }
+        guard let ipa = ledger(osid)?.entry.withLock({ $0.guestFwHeap?.ipa(of: pa) }) else { return nil }
         return (osid, ipa)
     }
 }
