@@ -24,6 +24,9 @@ public final class Backend: BackendContext {
     public let socketFD: Int32
     public private(set) var logger: Logger
     public private(set) var memory: GuestMemory = .empty
+    /// The front-end's dirty-page log (live migration): every memory table
+    /// of this connection carries it to the writers.
+    public let dirtyLog = DirtyLog()
     public let vrings: [Vring]
     public private(set) var ackedFeatures: UInt64 = 0
     public private(set) var ackedProtocolFeatures: ProtocolFeatures = []
@@ -53,12 +56,16 @@ public final class Backend: BackendContext {
         deviceStatus | (vrings.contains { $0.brokenReason != nil } ? DeviceStatus.needsReset : 0)
     }
 
-    public var offeredFeatures: UInt64 { device.deviceFeatures | VirtioFeature.protocolFeatures }
+    /// A device that migrates also logs its writes: QEMU refuses to migrate a
+    /// vhost device without VHOST_F_LOG_ALL and LOG_SHMFD.
+    public var offeredFeatures: UInt64 {
+        device.deviceFeatures | VirtioFeature.protocolFeatures | (device.supportsMigration ? VirtioFeature.logAll : 0)
+    }
 
     public var offeredProtocolFeatures: ProtocolFeatures {
         var p: ProtocolFeatures = [.mq, .replyAck, .backendReq, .resetDevice, .configureMemSlots, .status, .inflightShmfd]
         if device.configSize > 0 { p.insert(.config) }
-        if device.supportsMigration { p.insert(.deviceState) }
+        if device.supportsMigration { p.formUnion([.deviceState, .logShmfd]) }
         return p
     }
 
@@ -75,6 +82,7 @@ public final class Backend: BackendContext {
         self.kickTagBase = kickTagBase
         self.logger = logger
         self.vrings = (0..<device.queueCount).map { Vring(index: $0, maxSize: device.maxQueueSize) }
+        self.memory = .empty(dirtyLog: dirtyLog)
         // Reads and writes on the stream are bounded by messageDeadlineMs, never blocking.
         setNonBlocking(socketFD)
     }
@@ -100,6 +108,7 @@ public final class Backend: BackendContext {
         }
         closeIfOpen(&backendChannelFD)
         memory = .empty
+        dirtyLog.reset()
     }
 
     // MARK: - Reading messages
@@ -254,7 +263,7 @@ public final class Backend: BackendContext {
         let expected: ClosedRange<Int>
         switch r {
         case .setMemTable: expected = p.count >= 4 ? Int(min(p.le32(0), 8))...Int(min(p.le32(0), 8)) : 0...0
-        case .addMemReg, .setBackendReqFD, .setLogFD, .setInflightFD, .setDeviceStateFD: expected = 1...1
+        case .addMemReg, .setBackendReqFD, .setLogFD, .setInflightFD, .setDeviceStateFD, .setLogBase: expected = 1...1
         case .remMemReg: expected = 0...1
         case .setVringKick, .setVringCall, .setVringErr:
             expected = p.count == 8 && VringFDPayload(p.le64(0)).noFD ? 0...0 : 1...1
@@ -293,6 +302,7 @@ public final class Backend: BackendContext {
         case .setDeviceStateFD: return setDeviceStateFD(h, p, &fds)
         case .checkDeviceState: return checkDeviceState(h, p)
         case .setInflightFD: return setInflightFD(p, &fds)
+        case .setLogBase: return setLogBase(h, p, &fds)
         default:
             return .failed("not supported by this back-end (its feature was not offered)")
         }
@@ -325,6 +335,11 @@ public final class Backend: BackendContext {
         if unknown != 0 { return .failed("features 0x\(String(f, radix: 16)) include bits 0x\(String(unknown, radix: 16)) never offered (offered 0x\(String(offeredFeatures, radix: 16)))") }
         ackedFeatures = f
         stats.ackedFeatures.store(f, ordering: .relaxed)
+        let logAll = f & VirtioFeature.logAll != 0
+        if logAll != dirtyLog.logAll {
+            logger.info("dirty-page logging \(logAll ? "on (a migration copies guest RAM)" : "off")")
+        }
+        dirtyLog.setLogAll(logAll)
         for v in vrings where v.queue != nil {
             v.queue!.eventIdx = f & RingFeature.eventIdx != 0
             v.queue!.indirect = f & RingFeature.indirectDesc != 0
@@ -370,7 +385,7 @@ public final class Backend: BackendContext {
         if table.regions.count != fds.count { return .failed("\(table.regions.count) regions but \(fds.count) fds") }
         let ds = table.regions.map { MemoryRegionDescriptor(guestPhysAddr: $0.guestPhysAddr, size: $0.memorySize, userAddr: $0.userAddr, mmapOffset: $0.mmapOffset) }
         do {
-            let m = try GuestMemory(descriptors: ds, fds: fds)
+            let m = try GuestMemory(descriptors: ds, fds: fds, dirtyLog: dirtyLog)
             installMemory(m)
         } catch {
             return .failed(error.description)
@@ -540,10 +555,11 @@ public final class Backend: BackendContext {
         do {
             let layout = try SplitQueue.layout(size: v.size, desc: a.desc, avail: a.avail, used: a.used) { memory.translate(userAddr: $0, length: $1) }
             // Resume from the live indices when re-resolving a running queue.
-            let q = SplitQueue(size: v.size, layout: layout,
+            var q = SplitQueue(size: v.size, layout: layout,
                                base: v.queue?.lastAvailIdx ?? v.base, usedIdx: v.queue?.usedIdx,
                                eventIdx: ackedFeatures & RingFeature.eventIdx != 0,
                                indirect: ackedFeatures & RingFeature.indirectDesc != 0)
+            q.usedLog = a.flags & VringAddrPayload.logFlag != 0 ? (dirtyLog, a.log) : nil
             v.queue = q
             return true
         } catch {
@@ -605,6 +621,25 @@ public final class Backend: BackendContext {
         return .ok
     }
 
+    // MARK: Dirty-page log (live migration)
+
+    /// SET_LOG_BASE (LOG_SHMFD): the log to mark, as an fd. QEMU waits for
+    /// the reply but does not read it; a log that cannot be mapped is
+    /// remembered, and the state save refuses (see `setDeviceStateFD`).
+    private func setLogBase(_ h: MessageHeader, _ p: UnsafeRawBufferPointer, _ fds: inout [Int32]) -> Outcome {
+        guard ackedProtocolFeatures.contains(.logShmfd) else { return .failed("SET_LOG_BASE without LOG_SHMFD negotiated (the log must come as an fd)") }
+        guard p.count == 16 else { return .failed("payload of \(p.count) bytes, expected 16 (mmap size, mmap offset)") }
+        let size = p.le64(0), offset = p.le64(8)
+        do {
+            try dirtyLog.install(fd: fds[0], size: size, offset: offset)
+        } catch {
+            return .failed(error.description)
+        }
+        logger.info("dirty log mapped: \(size) bytes at offset \(offset) (guest physical space up to \(size * 8 * DirtyLog.pageSize >> 20) MiB)")
+        sendU64(h, 0)
+        return .replied
+    }
+
     // MARK: Device state (live migration)
 
     private var transfer: DeviceStateTransfer?
@@ -631,6 +666,11 @@ public final class Backend: BackendContext {
         }
         if let old = transfer { _ = old.finish() }
         var bytes: [UInt8] = []
+        if dir == .save, let why = dirtyLog.failure {
+            // Pages this daemon wrote may be missing from the copy: the migration must fail.
+            logger.error("device state save refused: \(why)")
+            return reply(1)
+        }
         if dir == .save {
             switch device.saveState(self) {
             case .success(let b): bytes = b
