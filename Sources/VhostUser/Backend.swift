@@ -635,7 +635,7 @@ public final class Backend: BackendContext {
         } catch {
             return .failed(error.description)
         }
-        logger.info("dirty log mapped: \(size) bytes at offset \(offset) (guest physical space up to \(size * 8 * DirtyLog.pageSize >> 20) MiB)")
+        logger.info("dirty log mapped: \(size) bytes at offset \(offset) (guest physical space up to \((size * 8 * DirtyLog.pageSize) >> 20) MiB)")
         sendU64(h, 0)
         return .replied
     }
