@@ -214,8 +214,11 @@ public final class GuestGPU: @unchecked Sendable {
     /// reset). Queued kicks get `stopDrainMilliseconds` to finish; the rest
     /// are cancelled and returned unrun with a `kickCancelled` event each, so
     /// every chain popped from this ring is on its used ring before the
-    /// front-end reads the ring's base. Guest thread.
-    public func kickQueueStopping(_ v: Vring) {
+    /// front-end reads the ring's base. Guest thread. Returns what was in
+    /// flight: the kicks returned finished and those cancelled.
+    @discardableResult
+    public func kickQueueStopping(_ v: Vring) -> (finished: Int, cancelled: Int) {
+        let wasInFlight = inflight.count
         if !inflight.isEmpty {
             _ = scheduler.waitIdle(osid: osid, timeout: .milliseconds(Self.stopDrainMilliseconds))
         }
@@ -227,6 +230,7 @@ public final class GuestGPU: @unchecked Sendable {
             return c.heads
         }
         for h in finished { returnKick(h, v) }
+        let cancelled = inflight.count
         if !inflight.isEmpty {
             scheduler.cancel(osid: osid)
             firmware.interrupt()
@@ -237,6 +241,7 @@ public final class GuestGPU: @unchecked Sendable {
         }
         v.notifyIfNeeded()
         mirror()
+        return (wasInFlight - cancelled, cancelled)
     }
 
     private func newRingGeneration() {
