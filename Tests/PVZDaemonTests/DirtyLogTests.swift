@@ -133,3 +133,31 @@ struct MigrationDirtyLogTests {
         #expect(try fe.saveDeviceState().count > 12)
     }
 }
+
+/// What a migration relies on at the source: when QEMU stops the device
+/// (GET_VRING_BASE), every kick the daemon popped is back on kickq's used
+/// ring, finished or cancelled, so the ring's base is also its used index
+/// and nothing is left in flight for the destination to lose.
+@Suite("kickq stop leaves nothing in flight", .serialized)
+struct KickqStopTests {
+    @Test func everyPoppedKickIsReturnedBeforeTheBaseIsAnswered() throws {
+        let h = try Harness()
+        let g = try h.connect(1)
+        #expect(g.call(.createDevConfig)?.status == .ok)
+        #expect(g.mapFirmwareHeap() == .ok)
+        eventBuffers = g.postEventBuffers(32)
+        g.initRing()
+        for slot in 0..<UInt32(127) { g.command(slot, op: 2, seq: UInt64(slot) + 1, arg0: 0x2000) }   // TIMESTAMPs
+        // 32 doorbells at once (the limit a guest may queue), then the stop.
+        for _ in 0..<32 {
+            let b = g.fe.alloc(8)
+            g.fe.store(b, UInt32(127 * 32)); g.fe.store(b + 4, UInt32(0))
+            _ = g.kickq.add([(b, 8, false)])
+        }
+        #expect(g.kickq.waitUsed() != nil, "the first kick came back")
+        let bases = try g.fe.stopQueues()
+        #expect(bases[2] == UInt32(g.kickq.usedIdx), "kickq base \(bases[2]) but used idx \(g.kickq.usedIdx): kicks left in flight")
+        #expect(bases[2] >= 1)
+        #expect(g.fe.load(Guest.fwHeap + 0x10, as: UInt64.self) == 127, "the first kick ran its 127 commands")
+    }
+}
