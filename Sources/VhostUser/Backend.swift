@@ -623,17 +623,26 @@ public final class Backend: BackendContext {
 
     // MARK: Dirty-page log (live migration)
 
-    /// SET_LOG_BASE (LOG_SHMFD): the log to mark, as an fd. QEMU waits for
-    /// the reply but does not read it; a log that cannot be mapped is
-    /// remembered, and the state save refuses (see `setDeviceStateFD`).
+    /// SET_LOG_BASE (LOG_SHMFD): the log to mark, as an fd. With LOG_SHMFD
+    /// QEMU blocks until it is answered (it does not read the answer), so a
+    /// refusal is answered too; a log that cannot be mapped is remembered,
+    /// and the state save refuses (see `setDeviceStateFD`).
     private func setLogBase(_ h: MessageHeader, _ p: UnsafeRawBufferPointer, _ fds: inout [Int32]) -> Outcome {
         guard ackedProtocolFeatures.contains(.logShmfd) else { return .failed("SET_LOG_BASE without LOG_SHMFD negotiated (the log must come as an fd)") }
-        guard p.count == 16 else { return .failed("payload of \(p.count) bytes, expected 16 (mmap size, mmap offset)") }
+        func refuse(_ why: String) -> Outcome {
+            logger.error("SET_LOG_BASE refused: \(why); a migration now fails at the state save")
+            sendU64(h, 1)
+            return .replied
+        }
+        guard p.count == 16 else {
+            _ = try? dirtyLog.install(fd: -1, size: 0, offset: 0)  // remembered as the failure
+            return refuse("payload of \(p.count) bytes, expected 16 (mmap size, mmap offset)")
+        }
         let size = p.le64(0), offset = p.le64(8)
         do {
             try dirtyLog.install(fd: fds[0], size: size, offset: offset)
         } catch {
-            return .failed(error.description)
+            return refuse(error.description)
         }
         logger.info("dirty log mapped: \(size) bytes at offset \(offset) (guest physical space up to \((size * 8 * DirtyLog.pageSize) >> 20) MiB)")
         sendU64(h, 0)

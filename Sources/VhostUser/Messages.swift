@@ -72,7 +72,7 @@ public enum FrontEndRequest: UInt32, CaseIterable, Sendable {
         switch self {
         case .getFeatures, .getProtocolFeatures, .getQueueNum, .getVringBase, .getConfig,
              .getMaxMemSlots, .getStatus, .getInflightFD, .setDeviceStateFD, .checkDeviceState,
-             .getSharedObject, .setLogBase:
+             .getSharedObject:
             return true
         default:
             return false
