@@ -124,8 +124,8 @@ struct MigrationDirtyLogTests {
         try startLogging(fe, tiny, features: features)
         // A new log (QEMU resizes it) of size 0: refused, and still answered (QEMU blocks on the answer).
         try fe.send(.setLogBase, payload: TestFrontEnd.u64(0) + TestFrontEnd.u64(0), fds: [tiny.fd])
-        let (h, p) = try fe.receive()
-        #expect(h.request == FrontEndRequest.setLogBase.rawValue && p == TestFrontEnd.u64(1))
+        let (reply, answer) = try fe.receive()
+        #expect(reply.request == FrontEndRequest.setLogBase.rawValue && answer == TestFrontEnd.u64(1))
         _ = try fe.stopQueues()
         #expect(throws: (any Error).self) { _ = try fe.saveDeviceState() }
         // The next log maps: the save works again.
