@@ -27,11 +27,19 @@ let package = Package(
         // libvirt's C API from libvirt-dev.
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
 
+        // Listening Unix sockets that never take over another's, socket activation, peer checks.
+        .target(name: "CSafeSockets"),
+        .target(name: "SafeSockets", dependencies: ["CSafeSockets"], swiftSettings: swiftSettings),
+        // The sandbox: privilege drop, no_new_privs, a seccomp allow-list (libseccomp-dev).
+        .systemLibrary(name: "CSeccomp", pkgConfig: "libseccomp", providers: [.apt(["libseccomp-dev"])]),
+        .target(name: "CSandbox"),
+        .target(name: "Sandbox", dependencies: ["CSeccomp", "CSandbox"], swiftSettings: swiftSettings),
+
         // Guest memory (vhost-user memory table) and the split virtqueue.
         .target(name: "Virtqueue", dependencies: ["CPVZShim"], swiftSettings: swiftSettings),
         // The vhost-user back-end engine: socket, messages, vrings, event loop. Knows no PVZ.
         .target(name: "VhostUser", dependencies: [
-            "CPVZShim", "Virtqueue",
+            "CPVZShim", "Virtqueue", "SafeSockets",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "SystemPackage", package: "swift-system"),
         ], swiftSettings: swiftSettings),
@@ -43,18 +51,19 @@ let package = Package(
         .target(name: "DeviceTree", dependencies: ["CLibFDT"], swiftSettings: swiftSettings),
         // VM manager control plane: control-socket protocol, libvirt listener.
         .target(name: "VMManager", dependencies: [
-            "CPVZShim", "CLibvirt", "PVZServer",
+            "CPVZShim", "CLibvirt", "PVZServer", "SafeSockets",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         // The PVZ device on the engine plus daemon wiring (config, guests, control).
         .target(name: "PVZDaemon", dependencies: [
             "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "DeviceTree", "VMManager", "CPVZShim",
+            "SafeSockets", "Sandbox",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         // A vhost-user front-end that plays QEMU for tests and benchmarks.
         .target(name: "TestFrontEnd", dependencies: ["CPVZShim", "VhostUser"], swiftSettings: swiftSettings),
         .executableTarget(name: "vhost-user-pvz", dependencies: [
-            "PVZDaemon",
+            "PVZDaemon", "SafeSockets", "Sandbox", "VMManager",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
@@ -84,6 +93,10 @@ let package = Package(
         .testTarget(name: "GPUModelTests", dependencies: ["GPUModel", "PVZServer"], swiftSettings: swiftSettings),
         .testTarget(name: "DeviceTreeTests", dependencies: ["DeviceTree", "CLibFDT"], swiftSettings: swiftSettings),
         .testTarget(name: "VMManagerTests", dependencies: ["VMManager", "CLibvirt"], swiftSettings: swiftSettings),
+        .testTarget(name: "DeployTests", dependencies: [
+            "SafeSockets", "CSafeSockets", "Sandbox", "PVZDaemon", "PVZServer", "VhostUser", "VMManager", "CPVZShim", "TestFrontEnd",
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: swiftSettings),
         .testTarget(name: "PVZDaemonTests", dependencies: [
             "PVZDaemon", "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "VMManager", "CPVZShim", "TestFrontEnd", "DeviceTree",
         ], swiftSettings: swiftSettings),

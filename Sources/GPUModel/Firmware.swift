@@ -95,7 +95,7 @@ public struct Firmware: Sendable {
     /// `wrote(offset, length)` is told every heap range the run stored to,
     /// after the store (a migration's dirty log marks those pages).
     public mutating func run(heap: UnsafeMutableRawBufferPointer, upTo writeOffset: UInt32, clockNs: UInt64,
-                             deadline: (() -> Bool)? = nil, wrote: (Int, Int) -> Void = { _, _ in },
+                             deadline: () -> Bool = { false }, wrote: (Int, Int) -> Void = { _, _ in },
                              emit: (GPUEvent) -> Void) -> FirmwareRunResult {
         var r = FirmwareRunResult(completedSeq: completedSeq, readOffset: readOffset)
         func failKick(_ f: FirmwareFault, _ detail: UInt64) -> FirmwareRunResult {
@@ -135,7 +135,7 @@ public struct Firmware: Sendable {
         let ringEnd = Ring.headerSize + Int(size)
         var off = readOffset
         while off != writeOffset {
-            if r.commandsRun + r.faults > 0, let deadline, deadline() {
+            if r.commandsRun + r.faults > 0, deadline() {
                 r.preempted = true
                 break
             }

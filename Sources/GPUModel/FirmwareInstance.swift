@@ -141,17 +141,16 @@ public final class FirmwareInstance: Sendable {
     /// important work waits. A stop request (detach, interrupt) ends the run
     /// early the same way.
     @discardableResult
-    public func kick(writeOffset: UInt32, deadlineNs: UInt64 = 0, yield: (() -> Bool)? = nil) -> FirmwareRunResult? {
+    public func kick(writeOffset: UInt32, deadlineNs: UInt64 = 0, yield: () -> Bool = { true }) -> FirmwareRunResult? {
         let bank = self.bank
+        // Non-escaping all the way down: the kick path allocates nothing.
         let r = state.withLock { s -> FirmwareRunResult? in
             guard let heap = s.heap else { return nil }
-            let deadline: () -> Bool = { [unowned self] in
-                stopRequests.load(ordering: .relaxed) != 0
-                    || (deadlineNs != 0 && bank.clockNs >= deadlineNs && (yield?() ?? true))
-            }
             let wrote = s.wrote ?? { _, _ in }
-            return s.firmware.run(heap: heap, upTo: writeOffset, clockNs: bank.clockNs, deadline: deadline,
-                                  wrote: wrote) { bank.raise($0) }
+            return s.firmware.run(heap: heap, upTo: writeOffset, clockNs: bank.clockNs, deadline: {
+                stopRequests.load(ordering: .relaxed) != 0
+                    || (deadlineNs != 0 && bank.clockNs >= deadlineNs && yield())
+            }, wrote: wrote) { bank.raise($0) }
         }
         if let r { bank.recordKick(r) }
         return r

@@ -66,7 +66,7 @@ public enum PVZFeature {
     public static let firmware: UInt64 = 1 << 1
 }
 
-/// The virtio device ID (provisional; `--virtio-id` overrides it in print-capabilities).
+/// The virtio device ID (provisional).
 public enum PVZIdentity {
     public static let defaultVirtioID: UInt32 = 55
     public static let queueNames = ["hypercallq", "eventq", "kickq"]

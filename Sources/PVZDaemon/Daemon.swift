@@ -3,6 +3,7 @@ import Foundation
 import GPUModel
 import Logging
 import PVZServer
+import SafeSockets
 import Synchronization
 import VMManager
 import VhostUser
@@ -24,19 +25,34 @@ public final class GuestRuntime: Sendable {
 /// control socket and (optionally) the libvirt listener. It is the VM manager:
 /// it decides each guest's OSID from the socket the guest is on.
 public final class Daemon: ControlHandler, @unchecked Sendable {
-    public static let version = "0.1.0"
+    public static let version = PVZVersion.string
     public let config: DaemonConfig
     public let server: PVZHostServer
     public let guests: [GuestRuntime]
     /// The emulated GPU's one firmware processor, shared by all OSIDs by priority.
-    public let scheduler: FirmwareScheduler
+    public let processor: FirmwareProcessor
     let store: StateStore?
     let logger: Logger
     let started = Date()
     private var control: ControlServer?
+    /// The control socket, bound (or handed over) in init, served from start.
+    private let controlListener: OpenListener?
     private var libvirt: LibvirtListener?
 
-    public init(config: DaemonConfig, logger: Logger) throws {
+    /// Opens every socket (binding, or taking them from `inherited`: socket
+    /// activation), then builds the daemon on them.
+    public convenience init(config: DaemonConfig, logger: Logger, inherited: [InheritedSocket] = []) throws {
+        let plan = try ListenerPlan.open(config, inherited: inherited)
+        do { try self.init(config: config, logger: logger, listeners: plan) } catch {
+            plan.discard()
+            throw error
+        }
+    }
+
+    /// Serves sockets already opened (ListenerPlan.open). The executable opens
+    /// them, enters its sandbox, and only then builds the daemon: the firmware
+    /// thread starts here, and capabilities are dropped per thread.
+    public init(config: DaemonConfig, logger: Logger, listeners plan: ListenerPlan) throws {
         self.config = config
         self.logger = logger
         guard !config.guests.isEmpty else { throw ConfigError("no guests configured: give --socket-path/--osid/--carveout or a --config file with guests") }
@@ -45,7 +61,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             if let p = g.socketPath, !seen.insert(p).inserted { throw ConfigError("socket path \(p) is used by two guests") }
         }
         do {
-            server = try PVZHostServer(maxOSIDs: config.maxOSIDs, guests: config.guests.map(\.spec))
+            server = try PVZHostServer(maxOSIDs: config.maxOSIDs, guests: config.guests.map(\.spec), ddkABI: config.ddkABI)
         } catch {
             throw ConfigError(error.description)
         }
@@ -54,19 +70,15 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             for note in server.restore(saved) { logger.warning("restoring \(store.path): \(note)") }
             logger.info("ledger restored from \(store.path)")
         }
-        scheduler = FirmwareScheduler(maxOSIDs: config.maxOSIDs)
+        processor = FirmwareProcessor(maxOSIDs: config.maxOSIDs)
         var rts: [GuestRuntime] = []
-        for g in config.guests {
-            let gpu = GuestGPU(osid: g.spec.osid, carveout: g.spec.carveout, scheduler: scheduler)
+        for (g, listener) in zip(config.guests, plan.guests) {
+            let gpu = GuestGPU(osid: g.spec.osid, carveout: g.spec.carveout, processor: processor)
             let dev = PVZDevice(osid: g.spec.osid, server: server, settings: g.settings, gpu: gpu, logger: logger)
             var l = logger
             l[metadataKey: "osid"] = "\(g.spec.osid.rawValue)"
-            let vs: VhostUserServer
-            if let fd = g.listenFD {
-                vs = try VhostUserServer(listenFD: fd, device: dev, logger: l)
-            } else {
-                vs = try VhostUserServer(socketPath: g.socketPath!, device: dev, logger: l)
-            }
+            let vs = try VhostUserServer(listenFD: listener.fd, socketFile: listener.file, ownsSocketFile: listener.ownsFile,
+                                         access: config.socketAccess, device: dev, logger: l)
             dev.vhostServer = vs
             dev.crashPoint = CrashPoint(environment: ProcessInfo.processInfo.environment["PVZ_TEST_CRASH"])
             if let store { dev.ledgerChanged = { [server, logger] in if let e = store.save(server.persistedState()) { logger.error("\(e)") } } }
@@ -74,6 +86,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             rts.append(GuestRuntime(config: g, device: dev, server: vs))
         }
         guests = rts
+        controlListener = plan.control
     }
 
     /// Starts every guest thread, the control socket and the libvirt listener.
@@ -81,10 +94,11 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         for g in guests {
             let s = g.server
             startThread(name: "pvz-osid\(g.config.spec.osid.rawValue)") { s.run() }
-            logger.info("serving \(g.config.spec.osid) on \(g.config.socketPath ?? "fd \(g.config.listenFD ?? -1)") carve-out \(g.config.spec.carveout)")
+            logger.info("serving \(g.config.spec.osid) on \(socketLabel(g)) carve-out \(g.config.spec.carveout)")
         }
-        if let path = config.controlSocket {
-            let c = ControlServer(path: path, handler: self, logger: logger)
+        if let cl = controlListener {
+            let c = ControlServer(listening: cl.fd, path: cl.file?.path ?? cl.label, socketFile: cl.file, ownsSocketFile: cl.ownsFile,
+                                  handler: self, logger: logger)
             try c.start()
             control = c
         }
@@ -103,7 +117,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         libvirt?.stop()
         control?.stop()
         for g in guests { g.server.stop() }
-        scheduler.shutdown()
+        processor.shutdown()
     }
 
     func persist() {
@@ -112,11 +126,24 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
 
     func runtime(_ osid: OSID) -> GuestRuntime? { guests.first { $0.config.spec.osid == osid } }
 
+    /// The guest's socket as status shows it: its path, else the descriptor.
+    func socketLabel(_ rt: GuestRuntime) -> String {
+        rt.server.socketPath ?? rt.config.socketPath ?? "fd:\(rt.server.listenFD)"
+    }
+
     // MARK: VM manager (sVmmFuncTab)
 
+    /// OnVmOnline. Under a DDK ABI whose OnVmOnline takes no priority (1.15
+    /// and later) the VM manager sets the priority with VMMConfigure
+    /// (VMM_CONF_PRIO_*) first, as a VM manager of that DDK must.
     public func vmOnline(_ osid: OSID, priority: UInt32?) throws(PVZError) {
         let p = priority ?? runtime(osid)?.config.settings.priority ?? 0
-        try server.onVmOnline(osid: osid, priority: p)
+        if server.ddkABI.onlineTakesPriority {
+            try server.onVmOnline(osid: osid, priority: p)
+        } else {
+            try server.vmmConfigure(knob: .priority(osid.rawValue), value: p)
+            try server.onVmOnline(osid: osid, abiPriority: nil)
+        }
         persist()
         if let rt = runtime(osid) {
             rt.device.gpu.vmOnline(priority: p)
@@ -159,10 +186,26 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             do { r = try vmOffline(osid) } catch { return failure(error) }
             return .success(guest: guestStatus(rt), message: "freed \(r.freedHeaps.count) heaps")
         case .configure(let param, let value):
-            do { try server.vmmConfigure(param: param, value: value) } catch { return failure(error) }
+            let abi = server.ddkABI
+            let knob: VMMKnob
+            do {
+                switch param {
+                case .name(let n):
+                    knob = try abi.knob(named: n)
+                case .number(let n, let theirs):
+                    guard theirs == abi.rawValue else {
+                        return .failure(ControlErrorCode.unknownParam, "VMM_CONF_PARAM \(n) is numbered for DDK \(theirs); this daemon speaks \(abi) (\(abi.parameterNames.joined(separator: ", "))): give the name")
+                    }
+                    guard let k = abi.knob(number: n) else {
+                        return .failure(ControlErrorCode.unknownParam, "unknown VMM_CONF_PARAM \(n) in \(abi): valid values are 0...\(abi.knobs.count - 1) (\(abi.parameterNames.joined(separator: ", ")))")
+                    }
+                    knob = k
+                }
+                try server.vmmConfigure(knob: knob, value: value)
+            } catch { return failure(error) }
             persist()
             for g in guests { g.device.gpu.parametersChanged(server.vmmParameters) }
-            return .success(parameter: ConfParamStatus(param: param, name: VMMConfParamName.name(param) ?? "?", value: value))
+            return .success(parameter: ConfParamStatus(param: abi.number(of: knob) ?? 0, name: abi.name(of: knob), value: value))
         case .dt(let osid):
             guard runtime(osid) != nil, let d = guestDescription(osid) else {
                 return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid) (configured: \(guests.map { $0.config.spec.osid.rawValue }))")
@@ -170,16 +213,48 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             do { return .success(dtbo: try makeOverlay(d)) } catch {
                 return .failure(ControlErrorCode.internalError, "overlay for \(osid): \(error)")
             }
+        case .metrics:
+            return .success(metrics: metrics())
         case .prepare(let osid, let domain):
             guard let rt = runtime(osid) else { return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid) (configured: \(guests.map { $0.config.spec.osid.rawValue }))") }
             // A front-end of another domain still on the socket: this domain's QEMU could not connect.
             let current = rt.domain.withLock { $0 }
             if rt.server.isConnected, let domain, let current, current != domain {
-                return .failure(ControlErrorCode.notReady, "\(osid)'s socket \(rt.config.socketPath ?? "fd") is in use by domain '\(current)', not '\(domain)'")
+                return .failure(ControlErrorCode.notReady, "\(osid)'s socket \(socketLabel(rt)) is in use by domain '\(current)', not '\(domain)'")
+            }
+            guard rt.server.isListening else {
+                return .failure(ControlErrorCode.notReady, "\(osid)'s socket \(socketLabel(rt)) is not listening (its file was removed or replaced): QEMU could not connect")
             }
             if let domain { rt.domain.withLock { $0 = domain } }
-            return .success(guest: guestStatus(rt), message: "socket \(rt.config.socketPath ?? "fd") is listening")
+            return .success(guest: guestStatus(rt), message: "socket \(socketLabel(rt)) is listening")
         }
+    }
+
+    /// `metrics`: the ledger's call counters and heaps, the device's and GPU's counters.
+    public func metrics() -> DaemonMetrics {
+        let gs = guests.map { rt -> GuestMetrics in
+            let osid = rt.config.spec.osid
+            let st = server.snapshot(osid: osid)
+            let gc = rt.device.gpu.counters
+            var byFunction: [NamedCount] = []
+            var byStatus: [NamedCount] = []
+            if let st {
+                for (i, n) in st.callsByFunction.enumerated() {
+                    byFunction.append(NamedCount(name: PVZFunction(rawValue: UInt32(i))?.name ?? "UNKNOWN", count: n))
+                }
+                for (i, n) in st.callsByStatus.enumerated() {
+                    byStatus.append(NamedCount(name: PVZStatus(rawValue: UInt32(i))?.name ?? "STATUS_\(i)", count: n))
+                }
+            }
+            return GuestMetrics(osid: osid.rawValue, domain: rt.domain.withLock { $0 }, listening: rt.server.isListening,
+                                connected: rt.server.isConnected, online: st?.online ?? false,
+                                needsReset: rt.server.stats.needsReset.load(ordering: .relaxed),
+                                callsByFunction: byFunction, callsByStatus: byStatus, kicks: gc.kicks, commands: gc.commands,
+                                faults: gc.faults, events: gc.events, eventsDropped: gc.eventsDropped,
+                                heapBytes: (st?.heaps ?? []).reduce(0) { $0 &+ $1.size }, disconnects: st?.disconnects ?? 0)
+        }
+        return DaemonMetrics(uptimeSeconds: Date().timeIntervalSince(started), hostHeapBytes: server.hostPoolUsed,
+                             invalidOsidCalls: server.invalidOSIDCalls, guests: gs)
     }
 
     private func failure(_ e: PVZError) -> ControlResponse {
@@ -211,16 +286,14 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
 
     public func status() -> DaemonStatus {
         let p = server.vmmParameters
-        var params: [ConfParamStatus] = []
-        for (i, v) in p.priorities.enumerated() where i < 8 {
-            params.append(ConfParamStatus(param: UInt32(i), name: VMMConfParamName.name(UInt32(i))!, value: v))
+        let abi = server.ddkABI
+        let params = abi.knobs.enumerated().map { i, k in
+            ConfParamStatus(param: UInt32(i), name: abi.name(of: k), value: p.value(of: k))
         }
-        params.append(ConfParamStatus(param: 8, name: VMMConfParamName.name(8)!, value: p.isolationThreshold))
-        params.append(ConfParamStatus(param: 9, name: VMMConfParamName.name(9)!, value: p.hcsDeadline))
         return DaemonStatus(version: Self.version, pid: getpid(), uptimeSeconds: Date().timeIntervalSince(started),
-                            controlSocket: config.controlSocket ?? "", maxOsids: config.maxOSIDs,
+                            controlSocket: controlListener.map { $0.file?.path ?? $0.label } ?? "", maxOsids: config.maxOSIDs,
                             parameters: params, guests: guests.map(guestStatus),
-                            libvirtConnected: libvirt.map(\.isConnected))
+                            libvirtConnected: libvirt.map(\.isConnected), ddkAbi: abi.rawValue)
     }
 
     func guestStatus(_ rt: GuestRuntime) -> GuestStatus {
@@ -234,8 +307,8 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         let gc = rt.device.gpu.counters
         let counters = GuestCounters(calls: st?.totalCalls ?? 0, kicks: gc.kicks, commands: gc.commands, faults: gc.faults,
                                      events: gc.events, eventsDropped: gc.eventsDropped)
-        return GuestStatus(osid: osid.rawValue, domain: rt.domain.withLock { $0 }, socketPath: rt.config.socketPath ?? "fd:\(rt.config.listenFD ?? -1)",
-                           listening: true, connected: rt.server.isConnected, online: st?.online ?? false,
+        return GuestStatus(osid: osid.rawValue, domain: rt.domain.withLock { $0 }, socketPath: socketLabel(rt),
+                           listening: rt.server.isListening, connected: rt.server.isConnected, online: st?.online ?? false,
                            priority: st?.priority ?? 0, deviceStatus: stats.deviceStatus.load(ordering: .relaxed),
                            needsReset: stats.needsReset.load(ordering: .relaxed),
                            features: stats.ackedFeatures.load(ordering: .relaxed),

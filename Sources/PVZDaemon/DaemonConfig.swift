@@ -1,17 +1,23 @@
 import Foundation
+import Logging
 import PVZServer
+import SafeSockets
+import Sandbox
 
-/// One guest as the daemon is told about it (config file or CLI flags).
+/// One guest as the daemon runs it, validated (DaemonOptions.validated()).
 public struct GuestConfig: Sendable, Equatable {
     public var socketPath: String?
     /// An already listening socket inherited from a management layer (`--fd`).
     public var listenFD: Int32?
+    /// A socket handed over by systemd under this FileDescriptorName= (`fd_name`).
+    public var fdName: String?
     public var spec: GuestSpec
     public var settings: GuestSettings
     /// libvirt domain name, when known (status display, hook matching).
     public var domain: String?
-    public init(socketPath: String?, listenFD: Int32? = nil, spec: GuestSpec, settings: GuestSettings, domain: String? = nil) {
-        self.socketPath = socketPath; self.listenFD = listenFD; self.spec = spec; self.settings = settings; self.domain = domain
+    public init(socketPath: String?, listenFD: Int32? = nil, fdName: String? = nil, spec: GuestSpec, settings: GuestSettings, domain: String? = nil) {
+        self.socketPath = socketPath; self.listenFD = listenFD; self.fdName = fdName; self.spec = spec; self.settings = settings
+        self.domain = domain
     }
 }
 
@@ -23,9 +29,49 @@ public struct DaemonConfig: Sendable, Equatable {
     public var libvirtURI: String?
     /// Where the ledger is kept across restarts; nil keeps it in memory only.
     public var stateFile: String?
+    /// The DDK PVZ ABI the host follows (`--ddk-abi`, `"ddk_abi"`).
+    public var ddkABI: DDKABI = .default
+    public var logLevel: Logger.Level = .info
+    /// Mode, group and allowed peers of the guest sockets.
+    public var socketAccess = SocketAccess()
+    /// Entered by the executable once every socket is bound.
+    public var sandbox = SandboxSettings()
     public init(guests: [GuestConfig], controlSocket: String?, maxOSIDs: UInt32 = 8, libvirtURI: String? = nil, stateFile: String? = nil) {
         self.guests = guests; self.controlSocket = controlSocket; self.maxOSIDs = maxOSIDs; self.libvirtURI = libvirtURI
         self.stateFile = stateFile
+    }
+
+    public static func load(path: String) throws(ConfigError) -> DaemonConfig {
+        try DaemonOptions.load(path: path).validated()
+    }
+
+    public static func parse(_ data: Data, source: String = "config") throws(ConfigError) -> DaemonConfig {
+        try DaemonOptions.parse(Array(data), source: source).validated()
+    }
+
+    /// The interrupt number written to a guest's device tree when none is
+    /// configured: 100 + OSID, nil when that does not fit (an OSID that
+    /// large is refused anyway).
+    public static func defaultIRQ(osid: UInt32) -> UInt32? {
+        let (irq, overflow) = osid.addingReportingOverflow(100)
+        return overflow ? nil : irq
+    }
+
+    public static func origin(_ s: String, _ w: String) throws(ConfigError) -> HeapOrigin {
+        switch s.lowercased() {
+        case "guest": return .guest
+        case "host": return .host
+        default: throw ConfigError("\(w): heap origin '\(s)' is not 'guest' or 'host'")
+        }
+    }
+
+    public static func heapType(_ s: String, _ w: String) throws(ConfigError) -> PhysHeapType {
+        switch s.lowercased() {
+        case "uma": return .uma
+        case "lma": return .lma
+        case "dma": return .dma
+        default: throw ConfigError("\(w): heap type '\(s)' is not 'uma', 'lma' or 'dma'")
+        }
     }
 }
 
@@ -66,113 +112,5 @@ public enum NumberParser {
             throw ConfigError("carve-out '\(text)' is empty or wraps past 2^64")
         }
         return r
-    }
-}
-
-extension DaemonConfig {
-    /// The JSON config file format (docs/configuration.md).
-    struct File: Decodable {
-        var control_socket: String?
-        var max_osids: UInt32?
-        var libvirt_uri: String?
-        var state_file: String?
-        var guests: [Guest]
-        struct Guest: Decodable {
-            var socket_path: String?
-            var fd: Int32?
-            var osid: UInt32
-            var carveout: String
-            var online_on_connect: Bool?
-            var priority: UInt32?
-            var irq: UInt32?
-            var fw_heap_origin: String?
-            var gpu_heap_origin: String?
-            var heap_type: String?
-            var fw_heap_size: FlexibleNumber?
-            var gpu_heap_size: FlexibleNumber?
-            var host_heaps: Bool?
-            var domain: String?
-        }
-    }
-
-    struct FlexibleNumber: Decodable {
-        var value: UInt64
-        init(from decoder: Decoder) throws {
-            let c = try decoder.singleValueContainer()
-            if let n = try? c.decode(UInt64.self) { value = n; return }
-            let s = try c.decode(String.self)
-            guard let v = NumberParser.parse(s) else {
-                throw DecodingError.dataCorruptedError(in: c, debugDescription: "'\(s)' is not a number (decimal, 0x-hex, K/M/G suffix)")
-            }
-            value = v
-        }
-    }
-
-    public static func load(path: String) throws(ConfigError) -> DaemonConfig {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigError("cannot read config file \(path)")
-        }
-        return try parse(data, source: path)
-    }
-
-    public static func parse(_ data: Data, source: String = "config") throws(ConfigError) -> DaemonConfig {
-        let f: File
-        do { f = try JSONDecoder().decode(File.self, from: data) } catch {
-            throw ConfigError("\(source): \(Self.describe(error))")
-        }
-        var guests: [GuestConfig] = []
-        for (i, g) in f.guests.enumerated() {
-            let whereText = "\(source): guests[\(i)] (osid \(g.osid))"
-            guard (g.socket_path != nil) != (g.fd != nil) else {
-                throw ConfigError("\(whereText): give exactly one of socket_path or fd")
-            }
-            var policy = GuestPolicy()
-            policy.irq = g.irq ?? Self.defaultIRQ(osid: g.osid)
-            if let o = g.fw_heap_origin { policy.fwHeapOrigin = try origin(o, whereText) }
-            if let o = g.gpu_heap_origin { policy.gpuHeapOrigin = try origin(o, whereText) }
-            if let t = g.heap_type { policy.heapType = try heapType(t, whereText) }
-            if let s = g.fw_heap_size { policy.fwHeapSize = s.value }
-            if let s = g.gpu_heap_size { policy.gpuHeapSize = s.value }
-            if let h = g.host_heaps { policy.hostHeapsAllowed = h }
-            let carve: IPARange
-            do { carve = try NumberParser.carveout(g.carveout) } catch { throw ConfigError("\(whereText): \(error)") }
-            guests.append(GuestConfig(socketPath: g.socket_path, listenFD: g.fd,
-                                      spec: GuestSpec(osid: OSID(g.osid), carveout: carve, policy: policy),
-                                      settings: GuestSettings(onlineOnConnect: g.online_on_connect ?? false, priority: g.priority ?? 0),
-                                      domain: g.domain))
-        }
-        return DaemonConfig(guests: guests, controlSocket: f.control_socket, maxOSIDs: f.max_osids ?? 8, libvirtURI: f.libvirt_uri,
-                            stateFile: f.state_file)
-    }
-
-    /// The interrupt number written to a guest's device tree when none is configured.
-    public static func defaultIRQ(osid: UInt32) -> UInt32 { 100 &+ osid }  // an osid that wraps is refused later (osidOutOfRange)
-
-    public static func origin(_ s: String, _ w: String) throws(ConfigError) -> HeapOrigin {
-        switch s.lowercased() {
-        case "guest": return .guest
-        case "host": return .host
-        default: throw ConfigError("\(w): heap origin '\(s)' is not 'guest' or 'host'")
-        }
-    }
-
-    public static func heapType(_ s: String, _ w: String) throws(ConfigError) -> PhysHeapType {
-        switch s.lowercased() {
-        case "uma": return .uma
-        case "lma": return .lma
-        case "dma": return .dma
-        default: throw ConfigError("\(w): heap type '\(s)' is not 'uma', 'lma' or 'dma'")
-        }
-    }
-
-    static func describe(_ e: Error) -> String {
-        switch e {
-        case DecodingError.keyNotFound(let k, let c):
-            return "missing key '\(k.stringValue)' at \(c.codingPath.map(\.stringValue).joined(separator: "."))"
-        case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c), DecodingError.dataCorrupted(let c):
-            return "\(c.debugDescription) at \(c.codingPath.map(\.stringValue).joined(separator: "."))"
-        default:
-            return "\(e)"
-        }
     }
 }

@@ -6,9 +6,9 @@ import Virtqueue
 
 /// One guest's emulated GPU as the device glue sees it: its register bank
 /// (with the live mirror in the carve-out), its events on eventq, and its
-/// firmware fed by kickq through the shared firmware scheduler. Kicks run on
-/// the scheduler's thread; their completion comes back to the guest thread
-/// through the guest's waker, so vrings are only ever touched by the guest thread.
+/// firmware, fed from kickq by the one firmware processor (FirmwareProcessor),
+/// which serves kickq on its own thread. Events reach eventq through the
+/// guest thread.
 ///
 /// Lifetimes: the mirror writes the bank only while holding the memory table
 /// it was resolved in (under `mapping`'s lock), and the firmware holds the
@@ -25,7 +25,7 @@ public final class GuestGPU: @unchecked Sendable {
     public let osid: OSID
     public let bank: RegisterBank
     public let firmware: FirmwareInstance
-    let scheduler: FirmwareScheduler
+    let processor: FirmwareProcessor
     /// Rings the guest thread's doorbell (set by the daemon once the vhost-user server exists).
     var wake: @Sendable () -> Void = {}
 
@@ -40,33 +40,22 @@ public final class GuestGPU: @unchecked Sendable {
     }
     private let mapping: Mutex<Mapping>
 
-    /// Kick chains the firmware finished, for the guest thread to return.
-    /// `generation` names the kickq ring they belong to: a stopped or reset
-    /// ring's completions are dropped under the same lock that bumps it.
-    private struct Completions {
-        var generation = 0
-        var heads: [UInt16] = []
-    }
-    private let completions = Mutex<Completions>(Completions())
-    private let ringGeneration = Atomic<Int>(0)
     /// Bumped when queued kicks must come back without running (the guest
-    /// unmapped its firmware heap, the VM went offline).
-    private let cancelEpoch = Atomic<Int>(0)
-    /// Heads handed to the scheduler and not yet returned, oldest first
-    /// (the firmware finishes one OSID's kicks in order). Guest thread only.
-    private var inflight = HeadQueue(capacity: GuestGPU.maxQueuedKicks)
+    /// unmapped its firmware heap, the VM went offline): a kick carries the
+    /// epoch it was queued under.
+    private let cancelEpoch = Atomic<UInt32>(0)
+    /// kickq broke on the firmware thread: the guest thread reports it.
+    private let brokenKickq = Mutex<String?>(nil)
     private let preemptions = Atomic<UInt64>(0)
-    private let request = UnsafeMutableRawBufferPointer.allocate(byteCount: KickRequest.size, alignment: 8)
 
-    public init(osid: OSID, carveout: IPARange, scheduler: FirmwareScheduler, bvnc: UInt64 = RegisterBank.defaultBVNC) {
+    public init(osid: OSID, carveout: IPARange, processor: FirmwareProcessor, bvnc: UInt64 = RegisterBank.defaultBVNC) {
         self.osid = osid
-        self.scheduler = scheduler
+        self.processor = processor
         bank = RegisterBank(osid: osid, bvnc: bvnc)
         firmware = FirmwareInstance(bank: bank)
         mapping = Mutex(Mapping(carveout: carveout))
+        processor.register(self)
     }
-
-    deinit { request.deallocate() }
 
     public var registers: RegisterBank { bank }
     public var bvnc: UInt64 { bank.bvnc }
@@ -156,7 +145,7 @@ public final class GuestGPU: @unchecked Sendable {
     // MARK: VM manager
 
     public func vmOnline(priority: UInt32) {
-        scheduler.setPriority(osid: osid, priority: priority)
+        processor.setPriority(osid: osid, priority: priority)
         bank.setStatus(.online, true)
         mirror()
     }
@@ -182,8 +171,8 @@ public final class GuestGPU: @unchecked Sendable {
     }
 
     public func parametersChanged(_ p: VMMParameters) {
-        for (i, prio) in p.priorities.enumerated() { scheduler.setPriority(osid: OSID(UInt32(i)), priority: prio) }
-        scheduler.setParameters(isolationThreshold: p.isolationThreshold, hcsDeadlineMs: p.hcsDeadline)
+        for (i, prio) in p.priorities.enumerated() { processor.setPriority(osid: OSID(UInt32(i)), priority: prio) }
+        processor.setHCSDeadline(ms: p.hcsDeadline)
         bank.raise(GPUEvent(type: .vmManager, code: GPUEvent.codeVmmConfigure, value: 0))
         wake()
     }
@@ -193,11 +182,9 @@ public final class GuestGPU: @unchecked Sendable {
     /// `dropMemory` also forgets the memory table (the connection is over).
     /// Guest thread.
     public func resetDevice(online: Bool, dropMemory: Bool) {
-        newRingGeneration()
         cancelEpoch.add(1, ordering: .releasing)
-        scheduler.cancel(osid: osid)
+        takeBackKickq(.broken)
         firmware.detach()
-        inflight.removeAll()
         let old = mapping.withLock { m -> GuestMemory? in
             m.fwHeap = nil
             guard dropMemory else { return nil }
@@ -210,46 +197,62 @@ public final class GuestGPU: @unchecked Sendable {
         mirror()
     }
 
-    /// kickq stops (GET_VRING_BASE: pause, migration, the first half of a
-    /// reset). Queued kicks get `stopDrainMilliseconds` to finish; the rest
-    /// are cancelled and returned unrun with a `kickCancelled` event each, so
-    /// every chain popped from this ring is on its used ring before the
-    /// front-end reads the ring's base. Guest thread. Returns what was in
-    /// flight: the kicks returned finished and those cancelled.
-    @discardableResult
-    public func kickQueueStopping(_ v: Vring) -> (finished: Int, cancelled: Int) {
-        let wasInFlight = inflight.count
-        if !inflight.isEmpty {
-            _ = scheduler.waitIdle(osid: osid, timeout: .milliseconds(Self.stopDrainMilliseconds))
-        }
-        // One step: a kick finishes either before (returned now) or after (dropped).
-        let finished = completions.withLock { c -> [UInt16] in
-            c.generation += 1
-            ringGeneration.store(c.generation, ordering: .releasing)
-            defer { c.heads.removeAll(keepingCapacity: true) }
-            return c.heads
-        }
-        for h in finished { returnKick(h, v) }
-        let cancelled = inflight.count
-        if !inflight.isEmpty {
-            scheduler.cancel(osid: osid)
-            firmware.interrupt()
-            while let h = inflight.popFirst() {
-                bank.raiseFault(.kickCancelled, detail: UInt32(h))
-                v.complete(head: h, written: 0)
-            }
-        }
-        v.notifyIfNeeded()
-        mirror()
-        return (wasInFlight - cancelled, cancelled)
+    // MARK: kickq on the firmware processor
+
+    /// kickq started (or came back after a change): the firmware thread serves it.
+    func handOverKickq(_ v: Vring, _ memory: GuestMemory) {
+        processor.attach(osid: osid, ring: v, memory: memory)
     }
 
-    private func newRingGeneration() {
-        completions.withLock { c in
-            c.generation += 1
-            c.heads.removeAll(keepingCapacity: true)
-            ringGeneration.store(c.generation, ordering: .releasing)
+    /// Returns once the firmware thread no longer touches kickq. Stopping
+    /// (GET_VRING_BASE): queued kicks run for up to `stopDrainMilliseconds`,
+    /// the rest come back unrun with a kickCancelled fault each, so every
+    /// chain popped from the ring is on its used ring before the front-end
+    /// reads the ring's base. Changing: they wait for the ring to come back.
+    /// Broken: they are dropped with the ring.
+    /// Returns what was in flight: kicks run to completion by the drain and
+    /// those cancelled.
+    @discardableResult
+    func takeBackKickq(_ why: TakeBack) -> (finished: Int, cancelled: Int) {
+        let found: (finished: Int, cancelled: Int)
+        switch why {
+        case .stopping:
+            found = processor.detach(osid: osid, .drain(ms: Self.stopDrainMilliseconds))
+        case .changing:
+            found = processor.detach(osid: osid, .keep, interrupting: firmware)
+        case .broken:
+            found = processor.detach(osid: osid, .drop, interrupting: firmware)
         }
+        mirror()
+        return found
+    }
+
+    /// Firmware thread: kickq broke (a bad chain); the guest thread reports it.
+    func kickqBroken(_ reason: String) {
+        brokenKickq.withLock { $0 = reason }
+        wake()
+    }
+
+    /// Guest thread: the reason kickq broke, once.
+    func takeKickqBreak() -> String? {
+        brokenKickq.withLock { r in defer { r = nil }; return r }
+    }
+
+    var cancelEpochNow: UInt32 { cancelEpoch.load(ordering: .acquiring) }
+
+    /// Whether eventq had a buffer waiting when the guest thread last looked
+    /// (it arms the driver's next kick when there was none).
+    private let eventBuffers = Atomic<Bool>(false)
+
+    func eventBuffersPosted(_ waiting: Bool) { eventBuffers.store(waiting, ordering: .releasing) }
+
+    /// Firmware thread, after a kick or a refusal: an event goes to eventq on
+    /// the guest thread, woken only if a buffer waits for it (otherwise the
+    /// driver's next buffer kicks that thread); a fault on guest memory wakes
+    /// it too, to end that connection.
+    func firmwareRaisedEvents() {
+        if (bank.pendingEvents > 0 && eventBuffers.load(ordering: .acquiring))
+            || mapping.withLock({ $0.memory?.faulted ?? false }) { wake() }
     }
 
     // MARK: eventq
@@ -273,150 +276,41 @@ public final class GuestGPU: @unchecked Sendable {
         return used
     }
 
-    // MARK: kickq
+    // MARK: running a kick (firmware thread)
 
-    /// Takes the guest's doorbells off kickq and queues them on the firmware
-    /// scheduler; their chains return when the firmware has run them. Beyond
-    /// `maxQueuedKicks` a kick is returned at once with a fault event.
-    public func acceptKicks(_ v: Vring, _ memory: GuestMemory) throws(ChainError) {
-        var refused = false
-        repeat {
-            while let c = try v.nextChain(memory) {
-                let n = c.gather(into: request)
-                let raw = n == KickRequest.size ? UInt64(littleEndian: request.load(as: UInt64.self)) : UInt64.max
-                let head = c.head
-                if inflight.isFull {
-                    bank.raiseFault(.kickQueueFull, detail: UInt32(truncatingIfNeeded: raw))
-                    v.complete(head: head, written: 0)
-                    refused = true
-                    continue
-                }
-                let gen = ringGeneration.load(ordering: .acquiring)
-                let epoch = cancelEpoch.load(ordering: .acquiring)
-                let work: @Sendable () -> Void = { [weak self] in
-                    self?.runKick(raw: raw, length: n, head: head, generation: gen, epoch: epoch)
-                }
-                if scheduler.submit(osid: osid, work: work) {
-                    inflight.append(head)
-                } else {
-                    v.complete(head: head, written: 0)
-                }
-            }
-        } while v.armAndRecheck()
-        if refused { mirror() }
-        v.notifyIfNeeded()
-    }
-
-    /// Firmware thread: runs one kick (or what is left of it after a hard
-    /// context switch). With an HCS deadline set (VMM_CONF_HCS_DEADLINE, ms), a
-    /// kick that runs past it is pre-empted at a command boundary and queued
-    /// again ahead of the OSID's later kicks, so the scheduler can serve other
-    /// OSIDs by priority first.
-    private func runKick(raw: UInt64, length: Int, head: UInt16, generation gen: Int, epoch: Int) {
-        // A stopped or reset ring: its chains are gone, nothing to run or return.
-        guard ringGeneration.load(ordering: .acquiring) == gen else { return }
-        if cancelEpoch.load(ordering: .acquiring) != epoch {
-            // Cancelled (unmap, offline): returned without running.
-            finishKick(head, generation: gen)
-            return
-        }
-        if raw == UInt64.max {
-            bank.raiseFault(.badKick, detail: UInt32(truncatingIfNeeded: length))
+    /// Runs one kick (or the rest of a pre-empted one) on this OSID's
+    /// firmware; true when it stopped early and must be queued again. With an
+    /// HCS deadline (VMM_CONF_HCS_DEADLINE, ms) a kick past it stops at a
+    /// command boundary when `yield` says more important work waits. A kick
+    /// of a cancelled epoch (unmap, offline) comes back unrun.
+    func run(_ t: KickTicket, hcsDeadlineMs: UInt32, yield: () -> Bool) -> Bool {
+        guard t.epoch == cancelEpoch.load(ordering: .acquiring) else { return false }
+        if t.raw == UInt64.max {
+            bank.raiseFault(.badKick, detail: t.length)
         } else if !firmware.isAttached {
             // No firmware heap: nothing to run; say so rather than stay silent.
             bank.raise(GPUEvent(type: .firmware, code: GPUEvent.codeFirmwareFault, value: 0))
         } else {
-            let kick = KickRequest(writeOffset: UInt32(truncatingIfNeeded: raw), flags: UInt32(truncatingIfNeeded: raw >> 32))
+            let kick = KickRequest(writeOffset: UInt32(truncatingIfNeeded: t.raw), flags: UInt32(truncatingIfNeeded: t.raw >> 32))
             if kick.flags != 0 {
-                withUnsafeBytes(of: raw.littleEndian) { _ = firmware.kick($0) }  // raises the bad-kick fault
+                withUnsafeBytes(of: t.raw.littleEndian) { _ = firmware.kick($0) }  // raises the bad-kick fault
             } else {
-                let ms = UInt64(scheduler.hcsDeadlineMs)
+                let ms = UInt64(hcsDeadlineMs)
                 let deadline = ms == 0 ? 0 : bank.clockNs &+ ms * 1_000_000
-                let scheduler = self.scheduler
-                let priority = ms == 0 ? 0 : scheduler.priority(of: osid)
-                if let r = firmware.kick(writeOffset: kick.writeOffset, deadlineNs: deadline,
-                                         yield: { scheduler.higherPriorityWaiting(than: priority) }), r.preempted {
-                    // Stopped early: by the HCS deadline (run the rest later), or by a
-                    // ring stop / release (then the generation or epoch moved on).
-                    guard ringGeneration.load(ordering: .acquiring) == gen else { return }
-                    if cancelEpoch.load(ordering: .acquiring) == epoch, firmware.isAttached {
-                        preemptions.add(1, ordering: .relaxed)
-                        let again: @Sendable () -> Void = { [weak self] in
-                            self?.runKick(raw: raw, length: length, head: head, generation: gen, epoch: epoch)
-                        }
-                        if scheduler.submit(osid: osid, first: true, work: again) { return }
-                    }
+                if let r = firmware.kick(writeOffset: kick.writeOffset, deadlineNs: deadline, yield: yield), r.preempted,
+                   t.epoch == cancelEpoch.load(ordering: .acquiring), firmware.isAttached {
+                    // Past the deadline for more important work (or interrupted by a
+                    // ring change): the rest runs when this OSID's turn comes again.
+                    preemptions.add(1, ordering: .relaxed)
+                    return true
                 }
             }
         }
-        finishKick(head, generation: gen)
-    }
-
-    private func finishKick(_ head: UInt16, generation gen: Int) {
-        let queued = completions.withLock { c -> Bool in
-            guard c.generation == gen else { return false }
-            c.heads.append(head)
-            return true
-        }
-        if queued { wake() }
-    }
-
-    /// Kicks cut short by the HCS deadline (each resumed later).
-    public var preemptedKicks: UInt64 { preemptions.load(ordering: .relaxed) }
-
-    private func takeCompletions() -> [UInt16] {
-        completions.withLock { c -> [UInt16] in
-            defer { c.heads.removeAll(keepingCapacity: true) }
-            return c.heads
-        }
-    }
-
-    private func returnKick(_ head: UInt16, _ v: Vring) {
-        // FIFO per OSID: the finished kick is the oldest in flight.
-        if inflight.first == head { _ = inflight.popFirst() } else { inflight.remove(head) }
-        v.complete(head: head, written: 0)
-    }
-
-    /// Returns kick chains the firmware has finished (guest thread, on wake).
-    public func completeKicks(_ v: Vring) {
-        let heads = takeCompletions()
-        guard !heads.isEmpty, v.isLive else { return }
         // Registers first: a guest that sees its kick returned sees the counters too.
         mirror()
-        for h in heads { returnKick(h, v) }
-        v.notifyIfNeeded()
+        return false
     }
-}
 
-/// A bounded FIFO of chain heads, allocated once.
-struct HeadQueue {
-    private var storage: [UInt16]
-    private var start = 0
-    private(set) var count = 0
-    init(capacity: Int) { storage = Array(repeating: 0, count: capacity) }
-    var isEmpty: Bool { count == 0 }
-    var isFull: Bool { count == storage.count }
-    var first: UInt16? { count > 0 ? storage[start] : nil }
-    mutating func append(_ h: UInt16) {
-        guard !isFull else { return }
-        storage[(start + count) % storage.count] = h
-        count += 1
-    }
-    mutating func popFirst() -> UInt16? {
-        guard count > 0 else { return nil }
-        let h = storage[start]
-        start = (start + 1) % storage.count
-        count -= 1
-        return h
-    }
-    /// Removes one occurrence of `h` wherever it is (not expected: kicks finish in order).
-    mutating func remove(_ h: UInt16) {
-        var rest: [UInt16] = []
-        var removed = false
-        while let x = popFirst() {
-            if !removed && x == h { removed = true } else { rest.append(x) }
-        }
-        for x in rest { append(x) }
-    }
-    mutating func removeAll() { start = 0; count = 0 }
+    /// Kicks cut short by the HCS deadline or a ring change (each resumed later).
+    public var preemptedKicks: UInt64 { preemptions.load(ordering: .relaxed) }
 }

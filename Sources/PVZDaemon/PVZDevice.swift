@@ -110,6 +110,12 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
         configSpace().encode(into: buffer)
     }
 
+    /// Config space is read-only (the contract's section 4): QEMU forwards a
+    /// guest's write as the whole buffer, which cannot say which field was meant.
+    public func writeConfig(offset: UInt32, bytes: UnsafeRawBufferPointer, _ ctx: BackendContext) -> String? {
+        "config space is read-only (write of \(bytes.count) bytes at offset \(offset) ignored)"
+    }
+
     // MARK: connection life cycle
 
     public func frontEndConnected(_ ctx: BackendContext) {
@@ -166,13 +172,20 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
         }
     }
 
-    public func queueStopping(_ index: Int, _ ctx: BackendContext) {
+    // kickq is served by the firmware processor's thread, not the guest's.
+    public func servesQueueItself(_ index: Int) -> Bool { index == PVZIdentity.kickq }
+
+    public func queueHandOver(_ index: Int, _ ctx: BackendContext) {
+        if index == PVZIdentity.kickq { gpu.handOverKickq(ctx.vrings[index], ctx.memory) }
+    }
+
+    public func queueTakeBack(_ index: Int, _ why: TakeBack, _ ctx: BackendContext) {
         guard index == PVZIdentity.kickq else { return }
         let t0 = ContinuousClock.now
-        let (finished, cancelled) = gpu.kickQueueStopping(ctx.vrings[index])
+        let (finished, cancelled) = gpu.takeBackKickq(why)
         // Rare (a pause, a migration, a reset with work queued) and what a
         // guest mid-kick experiences: worth a line.
-        if finished + cancelled > 0 {
+        if case .stopping = why, finished + cancelled > 0 {
             let d = (ContinuousClock.now - t0).components
             let us = d.seconds * 1_000_000 + d.attoseconds / 1_000_000_000_000
             logger.info("kickq stopped with \(finished + cancelled) kicks in flight: \(finished) finished and returned, \(cancelled) cancelled (kickCancelled events), in \(us) µs")
@@ -181,7 +194,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
 
     public func wake(_ ctx: BackendContext) {
         if configDirty.exchange(false, ordering: .acquiringAndReleasing) { ctx.sendConfigChange() }
-        gpu.completeKicks(ctx.vrings[PVZIdentity.kickq])
+        if let broken = gpu.takeKickqBreak() { ctx.needsReset(queue: PVZIdentity.kickq, reason: broken) }
         deliverEvents(ctx)
     }
 
@@ -189,7 +202,6 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
         switch index {
         case PVZIdentity.hypercallq: serveHypercalls(ctx)
         case PVZIdentity.eventq: deliverEvents(ctx)
-        case PVZIdentity.kickq: serveKicks(ctx)
         default: break
         }
     }
@@ -262,29 +274,20 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
         guard v.isLive else { return }
         do {
             var used = false
-            // Out of buffers with events waiting: ask the driver to kick on its
-            // next buffer (EVENT_IDX avail_event), and look again in case it
-            // posted one meanwhile.
+            // Out of buffers: ask the driver to kick on its next one (EVENT_IDX
+            // avail_event), and look again in case it posted one meanwhile.
             repeat {
                 if try gpu.deliverEvents(v, ctx.memory) { used = true }
-            } while gpu.bank.pendingEvents > 0 && v.armAndRecheck()
+            } while !v.pending && v.armAndRecheck()
+            // The firmware thread wakes this thread for an event only while a
+            // buffer waits; without one the driver's next buffer kicks us.
+            gpu.eventBuffersPosted(v.pending)
             if used { v.notifyIfNeeded() }
         } catch {
             ctx.needsReset(queue: PVZIdentity.eventq, reason: error.description)
         }
     }
 
-    // MARK: kickq
-
-    private func serveKicks(_ ctx: BackendContext) {
-        let v = ctx.vrings[PVZIdentity.kickq]
-        do {
-            try gpu.acceptKicks(v, ctx.memory)
-        } catch {
-            ctx.needsReset(queue: PVZIdentity.kickq, reason: error.description)
-        }
-        deliverEvents(ctx)
-    }
 }
 
 /// `PVZ_TEST_CRASH=before-call:N` or `after-ledger-write:N`: the daemon

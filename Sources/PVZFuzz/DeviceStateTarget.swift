@@ -9,11 +9,11 @@ import PVZServer
 /// with the header itself. Oracle: a state that loads saves again, and that
 /// saved state loads into another fresh guest and saves the same.
 let deviceStateTarget = FuzzTarget(name: "device-state", summary: "migration state (DEVICE_STATE load) into PVZDevice.loadState") {
-    let scheduler = FirmwareScheduler(maxOSIDs: 4)
+    let scheduler = FirmwareProcessor(maxOSIDs: 4)
     let specs = fuzzGuestSpecs()
     func guest() -> PVZDevice {
         let server = try! PVZHostServer(maxOSIDs: 4, guests: specs, hostPoolSize: 0x40_0000 + 0x6000)
-        let gpu = GuestGPU(osid: OSID(1), carveout: specs[0].carveout, scheduler: scheduler)
+        let gpu = GuestGPU(osid: OSID(1), carveout: specs[0].carveout, processor: scheduler)
         return PVZDevice(osid: OSID(1), server: server, settings: GuestSettings(), gpu: gpu, logger: quietLogger())
     }
     if debugFuzz {

@@ -40,8 +40,8 @@ let firmwareTarget = FuzzTarget(name: "firmware", summary: "Firmware.run over a 
                 clock &+= UInt64(input.u16())
                 let budget = Int(input.u8())
                 var checks = 0
-                let deadline: (() -> Bool)? = budget == 0 ? nil : { checks += 1; return checks > budget }
-                let r = fw.run(heap: view, upTo: write, clockNs: clock, deadline: deadline) { _ in events += 1 }
+                let r = fw.run(heap: view, upTo: write, clockNs: clock,
+                               deadline: { guard budget != 0 else { return false }; checks += 1; return checks > budget }) { _ in events += 1 }
                 precondition(r.readOffset % 32 == 0, "read offset \(r.readOffset) not on a command")
             default:
                 fw.reset()

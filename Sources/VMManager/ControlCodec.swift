@@ -53,7 +53,7 @@ public enum ControlCodec {
     public static func encodeRequest(_ request: ControlRequest) -> String {
         var fields: [(String, String)] = [("cmd", quote(request.command))]
         switch request {
-        case .status, .guests: break
+        case .status, .guests, .metrics: break
         case .heaps(let osid):
             if let osid { fields.append(("osid", String(osid.rawValue))) }
         case .online(let osid, let priority):
@@ -62,7 +62,12 @@ public enum ControlCodec {
         case .offline(let osid), .dt(let osid):
             fields.append(("osid", String(osid.rawValue)))
         case .configure(let param, let value):
-            fields.append(("param", String(param)))
+            switch param {
+            case .name(let n): fields.append(("param", quote(n)))
+            case .number(let n, let abi):
+                fields.append(("param", String(n)))
+                fields.append(("abi", quote(abi)))
+            }
             fields.append(("value", String(value)))
         case .prepare(let osid, let domain):
             fields.append(("osid", String(osid.rawValue)))
@@ -129,7 +134,7 @@ struct RequestEnvelope: Decodable {
 
     private static let fieldsByCommand: [String: [String]] = [
         "status": [], "guests": [], "heaps": ["osid"], "online": ["osid", "priority"],
-        "offline": ["osid"], "configure": ["param", "value"], "dt": ["osid"], "prepare": ["osid", "domain"],
+        "offline": ["osid"], "configure": ["param", "value", "abi"], "dt": ["osid"], "prepare": ["osid", "domain"], "metrics": [],
     ]
 
     init(from decoder: Decoder) throws {
@@ -156,6 +161,7 @@ struct RequestEnvelope: Decodable {
         switch cmd {
         case "status": request = .status
         case "guests": request = .guests
+        case "metrics": request = .metrics
         case "heaps": request = .heaps(osid: try osid(required: false))
         case "online":
             let o = try osid(required: true)!
@@ -166,12 +172,24 @@ struct RequestEnvelope: Decodable {
         case "dt": request = .dt(osid: try osid(required: true)!)
         case "configure":
             guard c.contains(AnyKey("param")), c.contains(AnyKey("value")) else {
-                throw bad("command \"configure\" needs fields \"param\" (VMM_CONF_PARAM 0...\(VMMConfParamName.count - 1)) and \"value\" (an unsigned integer 0...\(UInt32.max))")
+                throw bad("command \"configure\" needs fields \"param\" (a VMM_CONF_PARAM name such as \"VMM_CONF_HCS_DEADLINE\") and \"value\" (an unsigned integer 0...\(UInt32.max))")
             }
-            let param = try Self.field(c, "param", UInt32.self, "an unsigned integer (VMM_CONF_PARAM 0...\(VMMConfParamName.count - 1))")
-            guard VMMConfParamName.name(param) != nil else {
-                throw ControlCodec.RequestError(code: ControlErrorCode.unknownParam,
-                    message: "unknown VMM_CONF_PARAM \(param): known parameters are 0...\(VMMConfParamName.count - 1) (VMM_CONF_PRIO_OSID0..7, VMM_CONF_ISOL_THRES, VMM_CONF_HCS_DEADLINE)")
+            let param: ConfParam
+            if let name = try? c.decode(String.self, forKey: AnyKey("param")) {
+                guard !name.isEmpty, name.utf8.count <= 64, name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || $0 == "_" || ("0"..."9").contains($0) }) else {
+                    throw ControlCodec.RequestError(code: ControlErrorCode.unknownParam,
+                        message: "field \"param\": expected a VMM_CONF_PARAM name (letters, digits, _; at most 64 bytes)")
+                }
+                param = .name(name)
+            } else {
+                let n = try Self.field(c, "param", UInt32.self, "a VMM_CONF_PARAM name, or a number with \"abi\"")
+                guard c.contains(AnyKey("abi")) else {
+                    throw ControlCodec.RequestError(code: ControlErrorCode.unknownParam,
+                        message: "\"param\": \(n) needs \"abi\": VMM_CONF_PARAM numbers differ between DDK ABIs (8 is ISOL_THRES in 1.10, HCS_DEADLINE in 1.15); give the name instead")
+                }
+                let abi = try Self.field(c, "abi", String.self, "a DDK ABI such as \"1.10\"")
+                guard abi.utf8.count <= 16 else { throw bad("field \"abi\": at most 16 bytes") }
+                param = .number(n, abi: abi)
             }
             let value = try Self.field(c, "value", UInt32.self, "an unsigned integer 0...\(UInt32.max)")
             request = .configure(param: param, value: value)

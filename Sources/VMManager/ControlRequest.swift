@@ -12,12 +12,17 @@ public enum ControlRequest: Sendable, Equatable {
     case online(osid: OSID, priority: UInt32?)
     /// OnVmOffline.
     case offline(osid: OSID)
-    /// VMMConfigure(param, value); param is a VMM_CONF_PARAM value 0...9.
-    case configure(param: UInt32, value: UInt32)
+    /// VMMConfigure. The parameter is named (VMM_CONF_HCS_DEADLINE, PRIO_OSID3, …):
+    /// a number means different parameters in different DDK ABIs (8 is
+    /// ISOL_THRES in 1.10, HCS_DEADLINE in 1.15), so a number is only taken
+    /// together with the ABI it is numbered in, which must be the daemon's.
+    case configure(param: ConfParam, value: UInt32)
     /// The guest's device-tree overlay (.dtbo bytes, base64 in the response).
     case dt(osid: OSID)
     /// libvirt's `prepare` hook: is the guest socket of this OSID ready?
     case prepare(osid: OSID, domain: String?)
+    /// Counters and gauges of every guest (`pvzctl metrics`).
+    case metrics
 
     /// The `cmd` string of the request.
     public var command: String {
@@ -30,32 +35,23 @@ public enum ControlRequest: Sendable, Equatable {
         case .configure: return "configure"
         case .dt: return "dt"
         case .prepare: return "prepare"
+        case .metrics: return "metrics"
         }
     }
 
-    public static let commands = ["status", "guests", "heaps", "online", "offline", "configure", "dt", "prepare"]
+    public static let commands = ["status", "guests", "heaps", "online", "offline", "configure", "dt", "prepare", "metrics"]
 }
 
-/// DDK 1.10 VMM_CONF_PARAM names, for messages and tables. The values are
-/// the wire values of `configure.param`.
-public enum VMMConfParamName {
-    public static let count: UInt32 = 10
-    public static func name(_ param: UInt32) -> String? {
-        switch param {
-        case 0...7: return "VMM_CONF_PRIO_OSID\(param)"
-        case 8: return "VMM_CONF_ISOL_THRES"
-        case 9: return "VMM_CONF_HCS_DEADLINE"
-        default: return nil
+/// A VMMConfigure parameter as a control client names it.
+public enum ConfParam: Sendable, Equatable, CustomStringConvertible {
+    /// A DDK name, with or without the VMM_CONF_ prefix, any case.
+    case name(String)
+    /// A VMM_CONF_PARAM number as DDK `abi` ("1.10", "1.15", …) numbers it.
+    case number(UInt32, abi: String)
+    public var description: String {
+        switch self {
+        case .name(let n): return n
+        case .number(let n, let abi): return "\(n) (DDK \(abi) numbering)"
         }
-    }
-    /// Accepts a number or a DDK name (with or without the VMM_CONF_ prefix).
-    public static func parse(_ text: String) -> UInt32? {
-        if let n = UInt32(text), name(n) != nil { return n }
-        let upper = text.uppercased()
-        for p in 0..<count {
-            let full = name(p)!
-            if upper == full || "VMM_CONF_" + upper == full { return p }
-        }
-        return nil
     }
 }

@@ -45,6 +45,8 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     public var dtbo: String?
     /// A human note on success (e.g. "already online with priority 5").
     public var message: String?
+    /// metrics: counters and gauges of every guest.
+    public var metrics: DaemonMetrics?
 
     public init(ok: Bool, error: String? = nil, code: String? = nil) {
         self.ok = ok; self.error = error; self.code = code
@@ -61,6 +63,7 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     }
     public static func success(heaps: [HeapStatus]) -> ControlResponse { var r = success; r.heaps = heaps; return r }
     public static func success(parameter: ConfParamStatus) -> ControlResponse { var r = success; r.parameter = parameter; return r }
+    public static func success(metrics: DaemonMetrics) -> ControlResponse { var r = success; r.metrics = metrics; return r }
     public static func success(dtbo: [UInt8]) -> ControlResponse { var r = success; r.dtbo = Data(dtbo).base64EncodedString(); return r }
 
     /// The dt payload decoded; nil when absent or not valid base64.

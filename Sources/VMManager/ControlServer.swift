@@ -1,6 +1,7 @@
 import CPVZShim
 import Glibc
 import Logging
+import SafeSockets
 
 /// The daemon's control socket: accepts on a Unix stream socket, lets in
 /// only root and the daemon's own uid (SO_PEERCRED, not file modes: the mode
@@ -24,7 +25,12 @@ public final class ControlServer: @unchecked Sendable {
     private let handler: ControlHandler
     private let options: Options
     private let logger: Logger
-    private let daemonUID = geteuid()
+    /// Read at each connection: the daemon may switch to its --user after binding.
+    private var daemonUID: uid_t { geteuid() }
+    /// A socket bound before start (by the daemon before entering its sandbox, or by systemd).
+    private let preBound: (fd: Int32, file: SocketFileIdentity?, ownsFile: Bool)?
+    private var socketFile: SocketFileIdentity?
+    private var ownsSocketFile = true
 
     private struct State {
         var listenFD: Int32 = -1
@@ -42,11 +48,32 @@ public final class ControlServer: @unchecked Sendable {
         self.handler = handler
         self.options = options
         self.logger = logger
+        self.preBound = nil
+    }
+
+    /// Serves a socket that is already bound and listening. `ownsSocketFile`
+    /// false (systemd's socket) leaves the file in place at stop.
+    public init(listening fd: Int32, path: String, socketFile: SocketFileIdentity?, ownsSocketFile: Bool, handler: ControlHandler,
+                options: Options = Options(), logger: Logger = Logger(label: "pvz.control")) {
+        self.path = path
+        self.handler = handler
+        self.options = options
+        self.logger = logger
+        self.preBound = (fd, socketFile, ownsSocketFile)
     }
 
     /// Binds the socket (creating its directory) and starts accepting.
     public func start() throws {
-        let fd = try Self.bind(path: path, mode: options.mode)
+        let fd: Int32
+        if let p = preBound {
+            fd = p.fd
+            socketFile = p.file
+            ownsSocketFile = p.ownsFile
+        } else {
+            let b = try Self.bind(path: path, mode: options.mode)
+            fd = b.fd
+            socketFile = b.file
+        }
         state.withLock { $0.listenFD = fd }
         acceptThread = try JoinableThread(name: "pvz-control") { [self] in acceptLoop(fd) }
         logger.info("control socket listening", metadata: ["path": "\(path)"])
@@ -77,7 +104,7 @@ public final class ControlServer: @unchecked Sendable {
             threads.forEach { $0.join() }
         }
         close(fd)
-        unlink(path)
+        if ownsSocketFile { socketFile?.unlinkIfOurs() }
         logger.info("control socket closed", metadata: ["path": "\(path)"])
     }
 
@@ -90,48 +117,14 @@ public final class ControlServer: @unchecked Sendable {
 
     // MARK: socket set-up
 
-    static func bind(path: String, mode: mode_t) throws -> Int32 {
-        guard !path.isEmpty, path.utf8.count < 108 else {
-            throw SystemError(call: "bind", errno: ENAMETOOLONG,
-                context: "control socket path \"\(path)\" (\(path.utf8.count) bytes; a Unix socket path must be 1...107 bytes)")
-        }
-        try makeDirectory(parentOf: path)
-        var st = stat()
-        if lstat(path, &st) == 0 {
-            guard (st.st_mode & S_IFMT) == S_IFSOCK else {
-                throw SystemError(call: "bind", errno: EEXIST, context: "\(path) exists and is not a socket; not removing it")
-            }
-            // A live daemon answers connect(); a stale file from a crash does not.
-            let probe = pvz_unix_connect(path)
-            if probe >= 0 {
-                close(probe)
-                throw SystemError(call: "bind", errno: EADDRINUSE, context: "\(path): another daemon is listening there")
-            }
-            unlink(path)
-        }
-        let fd = pvz_unix_listen(path, 64)
-        guard fd >= 0 else { throw SystemError(call: "bind", errno: errno, context: path) }
-        guard chmod(path, mode) == 0 else {
-            let e = errno
-            close(fd); unlink(path)
-            throw SystemError(call: "chmod", errno: e, context: path)
-        }
-        return fd
-    }
-
-    private static func makeDirectory(parentOf path: String) throws {
-        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return }
-        let dir = String(path[..<slash])
-        var st = stat()
-        if stat(dir, &st) == 0 {
-            guard (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw SystemError(call: "mkdir", errno: ENOTDIR, context: dir)
-            }
-            return
-        }
-        try makeDirectory(parentOf: dir)
-        if mkdir(dir, 0o755) != 0 && errno != EEXIST {
-            throw SystemError(call: "mkdir", errno: errno, context: dir)
+    /// A path that is not a socket, or a socket another process listens on,
+    /// is refused (SafeListener); a stale one is replaced.
+    static func bind(path: String, mode: mode_t) throws -> (fd: Int32, file: SocketFileIdentity) {
+        do {
+            let b = try SafeListener.bind(path: path, access: SocketAccess(mode: mode), backlog: 64)
+            return (b.fd, b.identity)
+        } catch {
+            throw SystemError(call: "bind", errno: error.errno, context: error.message)
         }
     }
 

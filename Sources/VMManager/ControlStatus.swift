@@ -94,9 +94,13 @@ public struct DaemonStatus: Codable, Sendable, Equatable {
     public var guests: [GuestStatus]
     /// Whether the libvirt event listener is connected (nil: no listener).
     public var libvirtConnected: Bool?
+    /// The DDK PVZ ABI the daemon speaks (`--ddk-abi`); `parameters` are named and numbered in it.
+    public var ddkAbi: String?
 
     public init(version: String, pid: Int32, uptimeSeconds: Double, controlSocket: String, maxOsids: UInt32,
-                parameters: [ConfParamStatus] = [], guests: [GuestStatus] = [], libvirtConnected: Bool? = nil) {
+                parameters: [ConfParamStatus] = [], guests: [GuestStatus] = [], libvirtConnected: Bool? = nil,
+                ddkAbi: String? = nil) {
+        self.ddkAbi = ddkAbi
         self.version = version; self.pid = pid; self.uptimeSeconds = uptimeSeconds
         self.controlSocket = controlSocket; self.maxOsids = maxOsids; self.parameters = parameters
         self.guests = guests; self.libvirtConnected = libvirtConnected

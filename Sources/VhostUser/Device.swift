@@ -14,6 +14,8 @@ public protocol VhostUserDevice: AnyObject {
     /// Bytes of config space; 0 means no GET_CONFIG.
     var configSize: Int { get }
     func readConfig(into buffer: UnsafeMutableRawBufferPointer)
+    /// SET_CONFIG: nil when taken, else why it was refused (the front-end gets a failed ack).
+    func writeConfig(offset: UInt32, bytes: UnsafeRawBufferPointer, _ ctx: BackendContext) -> String?
 
     func frontEndConnected(_ ctx: BackendContext)
     /// The connection ended; `reason` says whether the guest is gone (the
@@ -27,6 +29,15 @@ public protocol VhostUserDevice: AnyObject {
     func queueStopped(_ index: Int, _ ctx: BackendContext)
     /// The guest kicked queue `index` (or it was enabled with work pending).
     func queueKicked(_ index: Int, _ ctx: BackendContext)
+
+    /// Queues the device serves on a thread of its own (rust-vmm's worker
+    /// threads): the engine does not watch their kick eventfd. It hands such a
+    /// ring over when it starts (`queueHandOver`) and takes it back before it
+    /// changes or stops it (`queueTakeBack`, which returns once the device no
+    /// longer touches it); in between only the device's thread uses the ring.
+    func servesQueueItself(_ index: Int) -> Bool
+    func queueHandOver(_ index: Int, _ ctx: BackendContext)
+    func queueTakeBack(_ index: Int, _ why: TakeBack, _ ctx: BackendContext)
     /// Another thread rang the guest's waker (`VhostUserServer.wake()`).
     func wake(_ ctx: BackendContext)
     func statusChanged(from old: UInt8, to new: UInt8, _ ctx: BackendContext)
@@ -42,6 +53,17 @@ public protocol VhostUserDevice: AnyObject {
     /// Takes a source's state over; nil on success, else why it was refused
     /// (nothing changed then, and the migration fails).
     func loadState(_ bytes: [UInt8], _ ctx: BackendContext) -> DeviceStateError?
+}
+
+/// Why the engine takes a ring back from the device's own thread.
+public enum TakeBack: Sendable, Equatable {
+    /// GET_VRING_BASE, a reset or a disconnect: the ring stops; every chain
+    /// popped from it must be on its used ring first (or given up, for a reset).
+    case stopping
+    /// The memory table or the enable state changes; it comes back at once.
+    case changing
+    /// The ring broke (NEEDS_RESET).
+    case broken
 }
 
 /// Why a device state could not be saved or loaded, in words for the log.
@@ -61,10 +83,16 @@ public enum DisconnectReason: Sendable, Equatable {
 }
 
 extension VhostUserDevice {
+    public func writeConfig(offset: UInt32, bytes: UnsafeRawBufferPointer, _ ctx: BackendContext) -> String? {
+        "config space is not writable (write of \(bytes.count) bytes at offset \(offset) ignored)"
+    }
     public func frontEndConnected(_ ctx: BackendContext) {}
     public func frontEndDisconnected(_ ctx: BackendContext, reason: DisconnectReason) {}
     public func memoryChanged(_ ctx: BackendContext) {}
     public func queueStarted(_ index: Int, _ ctx: BackendContext) {}
+    public func servesQueueItself(_ index: Int) -> Bool { false }
+    public func queueHandOver(_ index: Int, _ ctx: BackendContext) {}
+    public func queueTakeBack(_ index: Int, _ why: TakeBack, _ ctx: BackendContext) {}
     public func queueStopping(_ index: Int, _ ctx: BackendContext) {}
     public func queueStopped(_ index: Int, _ ctx: BackendContext) {}
     public func wake(_ ctx: BackendContext) {}

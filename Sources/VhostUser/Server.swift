@@ -1,5 +1,6 @@
 import CPVZShim
 import Logging
+import SafeSockets
 import Synchronization
 import Virtqueue
 #if canImport(Glibc)
@@ -18,7 +19,13 @@ public final class VhostUserServer: @unchecked Sendable {
 
     public let device: VhostUserDevice
     public let listenFD: Int32
-    public let socketPath: String?
+    /// The socket file QEMU connects to, when there is one.
+    public let socketFile: SocketFileIdentity?
+    public var socketPath: String? { socketFile?.path }
+    /// Removed at stop when ours (bound here), left in place when inherited.
+    private let ownsSocketFile: Bool
+    /// Who may be the front-end (SO_PEERCRED at accept).
+    public let access: SocketAccess
     private let logger: Logger
     private let waker: EventFD
     private let stopping = Atomic<Bool>(false)
@@ -32,21 +39,37 @@ public final class VhostUserServer: @unchecked Sendable {
     /// The live connection; only the server thread touches it.
     public private(set) var backend: Backend?
 
-    /// Listens on `socketPath` (an existing socket file is replaced).
-    public convenience init(socketPath: String, device: VhostUserDevice, logger: Logger) throws(SystemError) {
-        unlink(socketPath)
-        let fd = pvz_unix_listen(socketPath, 1)
-        if fd < 0 { throw SystemError("listen on \(socketPath)") }
-        try self.init(listenFD: fd, socketPath: socketPath, device: device, logger: logger)
+    /// Listens on `socketPath` (SafeListener: a path that is not a socket, or
+    /// a socket another process listens on, is refused; a stale one replaced).
+    public convenience init(socketPath: String, access: SocketAccess = SocketAccess(), device: VhostUserDevice, logger: Logger) throws {
+        let b = try SafeListener.bind(path: socketPath, access: access)
+        do {
+            try self.init(listenFD: b.fd, socketFile: b.identity, ownsSocketFile: true, access: access, device: device, logger: logger)
+        } catch {
+            close(b.fd)
+            b.identity.unlinkIfOurs()
+            throw error
+        }
     }
 
-    /// Serves an already listening socket (`--fd` from a management layer).
-    public init(listenFD: Int32, socketPath: String? = nil, device: VhostUserDevice, logger: Logger) throws(SystemError) {
+    /// Serves an already listening Unix stream socket (`--fd`, systemd, or
+    /// bound by the daemon before it entered its sandbox); anything else is refused.
+    public init(listenFD: Int32, socketFile: SocketFileIdentity? = nil, ownsSocketFile: Bool = false, access: SocketAccess = SocketAccess(),
+                device: VhostUserDevice, logger: Logger) throws {
+        try SafeListener.checkListening(fd: listenFD, what: "vhost-user socket")
         self.listenFD = listenFD
-        self.socketPath = socketPath
+        self.socketFile = socketFile
+        self.ownsSocketFile = ownsSocketFile
+        self.access = access
         self.device = device
         self.logger = logger
         self.waker = try EventFD()
+    }
+
+    /// Whether QEMU can reach this server now: the loop has not stopped, the
+    /// socket listens, and its file (if any) is still the one at the path.
+    public var isListening: Bool {
+        !stopping.load(ordering: .acquiring) && SafeListener.isListening(listenFD) && (socketFile?.isInPlace ?? true)
     }
 
     public var isConnected: Bool { connectedFlag.load(ordering: .acquiring) }
@@ -91,13 +114,19 @@ public final class VhostUserServer: @unchecked Sendable {
         }
         if backend != nil { disconnect(epoll, reason: .serverStopping) }
         close(listenFD)
-        if let p = socketPath { unlink(p) }
+        if ownsSocketFile { socketFile?.unlinkIfOurs() }
         waker.close()
     }
 
     private func accept(_ epoll: Epoll) {
         let fd = pvz_accept_cloexec(listenFD)
         if fd < 0 { logger.warning("accept: \(SystemError("accept4"))"); return }
+        guard let peer = SocketPeer.of(fd), access.admits(peer) else {
+            let who = SocketPeer.of(fd).map(\.description) ?? "unknown peer (SO_PEERCRED failed)"
+            logger.warning("front-end refused: \(who) may not connect (allowed: \(access.describe()))")
+            close(fd)
+            return
+        }
         if backend != nil {
             if let held = connectionLog.admit() {
                 logger.warning("a second front-end tried to connect while one is served: refused\(held > 0 ? " (\(held) connection lines not logged)" : "")")

@@ -38,6 +38,11 @@ public final class Vring {
     /// already have taken effect (the device answers it exactly once).
     public private(set) var lastChainReplayed = false
 
+    /// The kick eventfd, for a device that serves this ring on its own thread.
+    public var kickFileDescriptor: Int32? { kickFD >= 0 ? kickFD : nil }
+    /// Handed over to the device's own thread (`VhostUserDevice.servesQueueItself`).
+    var handedOver = false
+
     /// Started, enabled and not broken: the device may pop and push.
     public var isLive: Bool { started && enabled && brokenReason == nil && queue != nil }
 
@@ -91,6 +96,7 @@ public final class Vring {
         inflightCounter = next
         queue = SplitQueue(size: q.size, layout: q.layout, base: used &+ UInt16(kept.count), usedIdx: used,
                            eventIdx: q.eventIdx, indirect: q.indirect)
+        queue!.usedLog = q.usedLog  // a ring started while QEMU migrates stays logged
         return kept.count
     }
 

@@ -29,11 +29,11 @@ func hot() throws -> (Stats, Stats) {
 
 func multi() throws {
     print("== many guests on one daemon (\(Int(seconds)) s per figure; floor: N eventfd pairs, 2N threads)")
-    print("guests  aggregate calls/s   floor calls/s   ratio   fairness (slowest/fastest)")
+    print("guests  aggregate calls/s   floor calls/s   ratio   fairness (slowest/fastest): daemon, floor")
     for n in [1, 7, 15] {
         let floor = eventfdPairs(n, seconds: seconds)
         let t = try multiGuest(n, seconds: seconds)
-        print(String(format: "%6d  %17.0f   %13.0f   %5.2fx   %.2f", n, t.total, floor.total, t.total / floor.total, t.fairness))
+        print(String(format: "%6d  %17.0f   %13.0f   %5.2fx   %.2f, %.2f", n, t.total, floor.total, t.total / floor.total, t.fairness, floor.fairness))
     }
 }
 

@@ -21,7 +21,8 @@ struct Pvzctl: ParsableCommand {
         The socket is --control-socket, else $PVZ_CONTROL_SOCKET, else \(ControlServer.defaultPath).
         Only root and the daemon's own uid may use it.
         """,
-        subcommands: [Status.self, Guests.self, Heaps.self, Online.self, Offline.self, Configure.self, DT.self])
+        version: PVZVersion.string,
+        subcommands: [Status.self, Guests.self, Heaps.self, Online.self, Offline.self, Configure.self, DT.self, Metrics.self])
 }
 
 struct Common: ParsableArguments {
@@ -131,24 +132,34 @@ struct Offline: ParsableCommand {
 
 struct Configure: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "VMMConfigure: set a VMM_CONF_PARAM.",
-        discussion: "PARAM is 0...9 or a name: VMM_CONF_PRIO_OSID0..7, VMM_CONF_ISOL_THRES, VMM_CONF_HCS_DEADLINE (the VMM_CONF_ prefix is optional).")
+        abstract: "VMMConfigure: set a VMM_CONF_PARAM by name.",
+        discussion: """
+        PARAM is a DDK name, the VMM_CONF_ prefix optional: PRIO_OSID0..7 (PRIO_DRV0..7 on DDK 23), \
+        ISOL_THRES (1.10, 1.13), HCS_DEADLINE, and on DDK 23 ISOLATION_GROUP_DRV0..7, TIME_SLICE_DRV0..7, \
+        TIME_SLICE_INTERVAL, VZ_CONNECTION_COOLDOWN_PERIOD. The daemon refuses a name its DDK ABI \
+        (pvzctl status) does not have. A number is taken only with --abi: numbers differ between ABIs \
+        (8 is ISOL_THRES in 1.10 and HCS_DEADLINE in 1.15).
+        """)
     @OptionGroup var common: Common
-    @Option(help: "Parameter number or name.") var param: String
+    @Option(help: "Parameter name (or a number, with --abi).") var param: String
     @Option(help: "Value (unsigned 32-bit).") var value: UInt32
+    @Option(help: "The DDK ABI a numeric --param is numbered in (must be the daemon's).") var abi: String?
+
+    var request: ControlRequest {
+        if let n = UInt32(param), let abi { return .configure(param: .number(n, abi: abi), value: value) }
+        return .configure(param: .name(param), value: value)
+    }
 
     func validate() throws {
-        guard VMMConfParamName.parse(param) != nil else {
-            throw ValidationError("unknown parameter \"\(param)\": expected 0...\(VMMConfParamName.count - 1) or VMM_CONF_PRIO_OSID0..7, VMM_CONF_ISOL_THRES, VMM_CONF_HCS_DEADLINE")
+        if UInt32(param) != nil, abi == nil {
+            throw ValidationError("--param \(param) is a number: give the name (e.g. HCS_DEADLINE), or --abi with the DDK ABI it is numbered in")
         }
     }
 
     func run() throws {
-        let p = VMMConfParamName.parse(param)!
-        let r = try common.send(.configure(param: p, value: value))
+        let r = try common.send(request)
         guard !common.json else { return }
-        let shown = r.parameter ?? ConfParamStatus(param: p, name: VMMConfParamName.name(p)!, value: value)
-        print("\(shown.name) = \(shown.value)")
+        if let shown = r.parameter { print("\(shown.name) = \(shown.value)") } else { print("\(param) = \(value)") }
     }
 }
 

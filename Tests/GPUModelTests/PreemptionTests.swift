@@ -36,7 +36,7 @@ import PVZServer
         var fw = Firmware(osid: OSID(1))
         for i in 0..<5 { h.command(at: 32 * i, op: 0, seq: UInt64(i + 1)) }
         var ev: [GPUEvent] = []
-        let r = fw.run(heap: h.buf, upTo: 160, clockNs: 1, deadline: nil) { ev.append($0) }
+        let r = fw.run(heap: h.buf, upTo: 160, clockNs: 1) { ev.append($0) }
         #expect(!r.preempted && r.commandsRun == 5 && ev.count == 1)
     }
 }

@@ -56,11 +56,11 @@ struct ConfigTests {
     }
 
     @Test(arguments: [
-        (#"{"guests": [{"osid": 1, "carveout": "0x1000:0x20000"}]}"#, "exactly one of socket_path or fd"),
+        (#"{"guests": [{"socket_path": "a", "fd": 5, "osid": 1, "carveout": "0x1000:0x20000"}]}"#, "give one of socket_path, fd or fd_name, not several"),
         (#"{"guests": [{"socket_path": "a", "osid": 1, "carveout": "zz"}]}"#, "is not IPA:SIZE"),
         (#"{"guests": [{"socket_path": "a", "osid": 1, "carveout": "0x1000:64K", "heap_type": "numa"}]}"#, "'numa'"),
         (#"{"guests": [{"socket_path": "a", "osid": 1, "carveout": "0x1000:64K", "fw_heap_origin": "cloud"}]}"#, "'cloud'"),
-        (#"{"guests": [{"socket_path": "a", "carveout": "0x1000:64K"}]}"#, "missing key 'osid'"),
+        (#"{"guests": [{"socket_path": "a", "carveout": "0x1000:64K"}]}"#, "osid is required"),
         (#"{"guests": [{"socket_path": "a", "osid": 1, "carveout": "0x1000:64K", "fw_heap_size": "lots"}]}"#, "'lots' is not a number"),
         (#"not json"#, "config"),
     ])

@@ -147,12 +147,12 @@ struct FirmwareRingTests {
         eventBuffers = g.postEventBuffers(8)
         g.initRing()
         for i in 0..<100 { g.command(UInt32(i), op: 2, seq: UInt64(i + 1), arg0: 0x2008) }
-        h.daemon.scheduler.pause()
+        h.daemon.processor.pause()
         let kb = g.fe.alloc(8)
         g.fe.store(kb, UInt32(100 * 32)); g.fe.store(kb + 4, UInt32(0))
         g.kickq.add([(kb, 8, false)])
         usleep(50_000)
-        h.daemon.scheduler.resume()
+        h.daemon.processor.resume()
         let r = h.daemon.handle(.offline(osid: OSID(1)), peer: PeerCredentials(pid: 0, uid: 0, gid: 0))
         #expect(r.ok)
         let s = h.daemon.status()
@@ -183,7 +183,7 @@ struct HCSDeadlineTests {
         let g = try h.connect(1)
         #expect(g.mapFirmwareHeap() == .ok)
         _ = g.call(.writeReg, Guest.u32(Reg.irqEnable) + Guest.u32(1))
-        #expect(h.daemon.handle(.configure(param: 9, value: 1), peer: PeerCredentials(pid: 0, uid: 0, gid: 0)).ok)
+        #expect(h.daemon.handle(.configure(param: .name("HCS_DEADLINE"), value: 1), peer: PeerCredentials(pid: 0, uid: 0, gid: 0)).ok)
         eventBuffers = g.postEventBuffers(4)
         g.initRing(size: 0x10000)
         let n = 2000
@@ -211,7 +211,7 @@ struct HCSDeadlineTests {
         let h = try Harness(guests: [(1, true, GuestPolicy()), (2, true, GuestPolicy())])  // priority = OSID
         let low = try h.connect(1), high = try h.connect(2)
         #expect(low.mapFirmwareHeap() == .ok && high.mapFirmwareHeap() == .ok)
-        #expect(h.daemon.handle(.configure(param: 9, value: 1), peer: PeerCredentials(pid: 0, uid: 0, gid: 0)).ok)
+        #expect(h.daemon.handle(.configure(param: .name("HCS_DEADLINE"), value: 1), peer: PeerCredentials(pid: 0, uid: 0, gid: 0)).ok)
         low.initRing(size: 16 << 20)          // 512 Ki NOPs: far longer than 1 ms
         high.initRing()
         high.command(0, op: 1, seq: 1, arg0: 0x2000, arg1: 7)

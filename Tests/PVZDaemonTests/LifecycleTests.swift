@@ -166,22 +166,30 @@ struct LifecycleTests {
         var faults: [GPUEvent] = []
         eventBuffers = g.postEventBuffers(60)
         let n = GuestGPU.maxQueuedKicks + 20
+        // The firmware held: every kick is taken and queued, none runs, so the
+        // bound is exact (32 wait, 20 are refused).
+        h.daemon.processor.pause()
         for i in 0..<n {
             let b = g.fe.alloc(8)
             g.fe.store(b, UInt32(i % 2 == 0 ? 512 << 10 : 0)); g.fe.store(b + 4, UInt32(0))
             g.kickq.add([(b, 8, false)])
         }
-        // Every kick comes back: the refused ones at once, the others when run.
+        // The refused ones come back at once...
         var returned = 0
+        while returned < 20, g.kickq.waitUsed(timeoutMs: 10_000) != nil { returned += 1 }
+        #expect(returned == 20)
+        #expect(g.kickq.waitUsed(timeoutMs: 300) == nil, "more than 20 came back while the firmware was held")
+        #expect(h.daemon.guests[0].device.gpu.counters.faults - before == 20)
+        // ...the others when run.
+        h.daemon.processor.resume()
         while returned < n, g.kickq.waitUsed(timeoutMs: 60_000) != nil { returned += 1 }
         #expect(returned == n)
         while let e = g.nextEvent() {
             if e.code == GPUEvent.codeFirmwareFault { faults.append(e) }
             if faults.count >= 20 { break }
         }
-        #expect(faults.count >= 1)
+        #expect(faults.count == 20)
         #expect(faults.allSatisfy { $0.value >> 32 == UInt64(FirmwareFault.kickQueueFull.rawValue) })
-        #expect(h.daemon.guests[0].device.gpu.counters.faults - before >= 20)
     }
 
     /// QEMU sets a ring's error eventfd once, at device init, and every boot

@@ -14,7 +14,7 @@ final class Harness {
 
     init(guests: [(osid: UInt32, online: Bool, policy: GuestPolicy)] = [(1, true, GuestPolicy())], control: Bool = false,
          dir existing: String? = nil, stateFile: Bool = false, logger custom: Logger? = nil,
-         carveout: IPARange? = nil) throws {
+         carveout: IPARange? = nil, ddkABI: DDKABI = .default) throws {
         dir = existing ?? "/tmp/pvz-h-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var gs: [GuestConfig] = []
@@ -27,8 +27,10 @@ final class Harness {
         }
         var logger = custom ?? Logger(label: "test")
         if custom == nil { logger.logLevel = .critical }
-        daemon = try Daemon(config: DaemonConfig(guests: gs, controlSocket: control ? "\(dir)/control.sock" : nil,
-                                                 stateFile: stateFile ? "\(dir)/state.json" : nil), logger: logger)
+        var config = DaemonConfig(guests: gs, controlSocket: control ? "\(dir)/control.sock" : nil,
+                                  stateFile: stateFile ? "\(dir)/state.json" : nil)
+        config.ddkABI = ddkABI
+        daemon = try Daemon(config: config, logger: logger)
         try daemon.start()
     }
 

@@ -41,9 +41,9 @@ final class ServerFixture: @unchecked Sendable {
         #expect(dt.dtboBytes == [0xD0, 0x0D, 0xFE, 0xED, 2])
         let bad = try f.client.send(.offline(osid: OSID(6)))
         #expect(!bad.ok && bad.code == ControlErrorCode.invalidOSID)
-        let conf = try f.client.send(.configure(param: 9, value: 77))
+        let conf = try f.client.send(.configure(param: .name("VMM_CONF_HCS_DEADLINE"), value: 77))
         #expect(conf.parameter?.name == "VMM_CONF_HCS_DEADLINE")
-        #expect(f.vmm.params.withLock { $0[9] } == 77)
+        #expect(f.vmm.params.withLock { $0["VMM_CONF_HCS_DEADLINE"] } == 77)
     }
 
     @Test func garbageLinesGetErrorsAndTheConnectionSurvives() throws {
@@ -94,7 +94,10 @@ final class ServerFixture: @unchecked Sendable {
     @Test(.enabled(if: getuid() == 0, "needs root to run a client as nobody"))
     func aPeerWithAnotherUIDIsRefused() throws {
         var o = ControlServer.Options()
-        o.mode = 0o666  // let the connect through so the SO_PEERCRED check is what refuses
+        // Group root may open the file (the test runs as root); the peer is
+        // uid 65534 in group 0, so the SO_PEERCRED check is what refuses.
+        // (World modes are refused by SafeListener.)
+        o.mode = 0o660
         let f = try ServerFixture(options: o)
         let script = """
         import socket, sys
@@ -103,7 +106,7 @@ final class ServerFixture: @unchecked Sendable {
         s.sendall(b'{"cmd":"online","osid":1}\\n')
         sys.stdout.write(s.makefile().readline())
         """
-        let (rc, out, err) = try run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+        let (rc, out, err) = try run(["/usr/bin/setpriv", "--reuid=65534", "--regid=0", "--clear-groups",
                                       "/usr/bin/python3", "-c", script, f.path])
         #expect(rc == 0, "\(err)")
         let r = try ControlCodec.decodeResponse(Array(out.utf8))

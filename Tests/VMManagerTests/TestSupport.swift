@@ -8,7 +8,7 @@ import PVZServer
 final class TestVMManager: ControlHandler, @unchecked Sendable {
     struct Guest { var online = false; var priority: UInt32 = 0; var domain: String? }
     let guests = Locked([UInt32: Guest]())
-    let params = Locked([UInt32: UInt32]())
+    let params = Locked([String: UInt32]())
     let calls = Locked([String]())
     let defaultPriority: UInt32
     let delay: Double
@@ -55,8 +55,8 @@ final class TestVMManager: ControlHandler, @unchecked Sendable {
                 gs[o.rawValue] = g
                 return .success(guest: status(o.rawValue, g))
             case .configure(let p, let v):
-                params.withLock { $0[p] = v }
-                return .success(parameter: ConfParamStatus(param: p, name: VMMConfParamName.name(p)!, value: v))
+                params.withLock { $0[p.description] = v }
+                return .success(parameter: ConfParamStatus(param: 0, name: p.description, value: v))
             case .dt(let o):
                 guard lookup(o) != nil else { return invalid(o) }
                 return .success(dtbo: [0xD0, 0x0D, 0xFE, 0xED, UInt8(o.rawValue)])
@@ -65,6 +65,13 @@ final class TestVMManager: ControlHandler, @unchecked Sendable {
                 g.domain = d
                 gs[o.rawValue] = g
                 return .success(guest: status(o.rawValue, g))
+            case .metrics:
+                return .success(metrics: DaemonMetrics(uptimeSeconds: 1, hostHeapBytes: 0, invalidOsidCalls: 0,
+                    guests: gs.keys.sorted().map { o in
+                        GuestMetrics(osid: o, domain: gs[o]!.domain, listening: true, connected: false, online: gs[o]!.online,
+                                     needsReset: false, callsByFunction: [], callsByStatus: [], kicks: 0, commands: 0, faults: 0,
+                                     events: 0, eventsDropped: 0, heapBytes: gs[o]!.online ? 0x10_0000 : 0, disconnects: 0)
+                    }))
             }
         }
     }

@@ -140,6 +140,9 @@ import Glibc
         await #expect(processExitsWith: .signal(SIGBUS)) {
             #expect(pvz_guard_install() == 0)
             kill(getpid(), SIGBUS)
+            // kill() to the process may be taken by any thread, a little later:
+            // wait for it rather than exit 0 first.
+            for _ in 0..<100 { usleep(50_000) }
         }
     }
 }

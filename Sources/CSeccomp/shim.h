@@ -1,0 +1,2 @@
+/* libseccomp from Debian's libseccomp-dev (pkg-config libseccomp). */
+#include <seccomp.h>
