@@ -222,7 +222,8 @@ public final class TestFrontEnd {
         let qn = try getU64(.getQueueNum)
         guard qn == UInt64(queueCount) else { throw Failure.badReply("GET_QUEUE_NUM \(qn), expected \(queueCount)") }
         try send(.setOwner)
-        let features = wantFeatures ?? offered
+        // VHOST_F_LOG_ALL is QEMU's to switch on while it migrates, never at start.
+        let features = wantFeatures ?? (offered & ~VhostUserFeature.logAll)
         guard try sendAcked(.setFeatures, payload: Self.u64(features)) == 0 else { throw Failure.badReply("SET_FEATURES refused") }
         if useAddMemReg {
             guard try sendAcked(.addMemReg, payload: Self.singleRegion(ramRegion), fds: [memFD]) == 0 else { throw Failure.badReply("ADD_MEM_REG refused") }

@@ -38,6 +38,12 @@ public struct VhostUserHeader: Equatable, Sendable {
     }
 }
 
+/// Feature bits vhost-user adds to the device's (vhost-user.rst "Feature bits"):
+/// VHOST_F_LOG_ALL is the front-end's to set while it migrates.
+public enum VhostUserFeature {
+    public static let logAll: UInt64 = 1 << 26
+}
+
 /// VHOST_USER_PROTOCOL_F_* bits (vhost-user.rst "Protocol features").
 public enum VhostUserProtocolFeature {
     public static let mq: UInt64 = 1 << 0

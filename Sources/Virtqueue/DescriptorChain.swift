@@ -45,6 +45,8 @@ enum Descriptor {
 public struct ChainSegment {
     public var host: UnsafeMutableRawPointer
     public var length: Int
+    /// Where it is in guest physical space (what a dirty log marks).
+    public var gpa: UInt64
 }
 
 /// One descriptor chain, walked and checked (`walk`): the device-readable
@@ -59,6 +61,8 @@ public final class DescriptorChain {
     public private(set) var writableLength = 0
     private let readable: UnsafeMutableBufferPointer<ChainSegment>
     private let writable: UnsafeMutableBufferPointer<ChainSegment>
+    /// The dirty log of the memory table the chain was walked in.
+    private var dirtyLog: DirtyLog?
 
     public init(capacity: Int) {
         self.capacity = capacity
@@ -71,22 +75,23 @@ public final class DescriptorChain {
         writable.deallocate()
     }
 
-    private func reset(head: UInt16) {
+    private func reset(head: UInt16, dirtyLog: DirtyLog?) {
         self.head = head
+        self.dirtyLog = dirtyLog
         readableCount = 0
         writableCount = 0
         readableLength = 0
         writableLength = 0
     }
 
-    private func appendReadable(_ p: UnsafeMutableRawPointer, _ len: Int) {
-        readable[readableCount] = ChainSegment(host: p, length: len)
+    private func appendReadable(_ p: UnsafeMutableRawPointer, _ len: Int, gpa: UInt64) {
+        readable[readableCount] = ChainSegment(host: p, length: len, gpa: gpa)
         readableCount += 1
         readableLength += len
     }
 
-    private func appendWritable(_ p: UnsafeMutableRawPointer, _ len: Int) {
-        writable[writableCount] = ChainSegment(host: p, length: len)
+    private func appendWritable(_ p: UnsafeMutableRawPointer, _ len: Int, gpa: UInt64) {
+        writable[writableCount] = ChainSegment(host: p, length: len, gpa: gpa)
         writableCount += 1
         writableLength += len
     }
@@ -96,7 +101,7 @@ public final class DescriptorChain {
     /// index, length and address (virtio 1.x 2.7.5 / 2.7.7 rules). Replaces what
     /// this chain held; allocates nothing.
     public func walk(head: UInt16, of queue: SplitQueue, memory: GuestMemory) throws(ChainError) {
-        reset(head: head)
+        reset(head: head, dirtyLog: memory.dirtyLog)
         let limit = Int(queue.size)
         var table = queue.layout.desc
         var tableSize = limit
@@ -133,10 +138,10 @@ public final class DescriptorChain {
                     throw .addressOutOfRange(gpa: addr, length: len)
                 }
                 if flags & Descriptor.fWrite != 0 {
-                    appendWritable(p, Int(len))
+                    appendWritable(p, Int(len), gpa: addr)
                 } else {
                     if writableCount > 0 { throw .readableAfterWritable(index: seen - 1) }
-                    appendReadable(p, Int(len))
+                    appendReadable(p, Int(len), gpa: addr)
                 }
             }
             if flags & Descriptor.fNext == 0 { return }
@@ -161,13 +166,15 @@ public final class DescriptorChain {
     }
 
     /// Copies `bytes` into the device-writable buffers; returns bytes written
-    /// (less than `bytes.count` when the chain is too small).
+    /// (less than `bytes.count` when the chain is too small). What it wrote
+    /// is marked in the dirty log.
     public func scatter(_ bytes: UnsafeRawBufferPointer) -> Int {
         var written = 0
         for i in 0..<writableCount where written < bytes.count {
             let s = writable[i]
             let n = min(s.length, bytes.count - written)
             s.host.copyMemory(from: bytes.baseAddress! + written, byteCount: n)
+            dirtyLog?.mark(gpa: s.gpa, length: UInt64(n))
             written += n
         }
         return written

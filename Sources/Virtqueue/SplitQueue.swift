@@ -52,6 +52,10 @@ public struct SplitQueue {
     public var indirect: Bool
     public private(set) var lastAvailIdx: UInt16
     public private(set) var usedIdx: UInt16
+    /// Where writes to the used ring are logged during a migration: the
+    /// front-end's `log_guest_addr` for this ring (VHOST_VRING_F_LOG), nil
+    /// while it does not ask.
+    public var usedLog: (log: DirtyLog, gpa: UInt64)?
     private var signalledUsed: UInt16 = 0
     private var signalledUsedValid = false
 
@@ -124,6 +128,8 @@ public struct SplitQueue {
         e.storeBytes(of: length.littleEndian, toByteOffset: 4, as: UInt32.self)
         usedIdx &+= 1
         pvz_store_release_u16(usedIdxPtr, usedIdx.littleEndian)
+        // flags, idx and the ring up to this element
+        if let l = usedLog { l.log.mark(gpa: l.gpa, length: UInt64(4 + 8 * (slot + 1))) }
     }
 
     /// Whether the driver wants an interrupt for what was used since the last
@@ -151,6 +157,7 @@ public struct SplitQueue {
     public func armAndRecheck() -> Bool {
         if eventIdx {
             pvz_store_release_u16(availEventPtr, lastAvailIdx.littleEndian)
+            if let l = usedLog { l.log.mark(gpa: l.gpa + 4 + 8 * UInt64(size), length: 2) }
         }
         pvz_fence_seq_cst()
         return availIdx() != lastAvailIdx
