@@ -105,30 +105,46 @@ public final class LibvirtListener: @unchecked Sendable {
         disconnect()
     }
 
+    // libvirt calls back on its event thread, possibly after `stop` returned
+    // (a dispatch already under way when the callback was deregistered). So
+    // each registration holds the listener strongly and libvirt releases it
+    // through `releaseListener` once it has let go of the callback; a failed
+    // registration is released here. One function each, so unregistering
+    // names the callback that was registered.
+    private static let lifecycleCallback: @convention(c) (virConnectPtr?, virDomainPtr?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = {
+        _, dom, event, detail, opaque in
+        guard let dom, let opaque else { return 0 }
+        Unmanaged<LibvirtListener>.fromOpaque(opaque).takeUnretainedValue().lifecycle(dom, event: event, detail: detail)
+        return 0
+    }
+    private static let closeCallback: virConnectCloseFunc = { _, _, opaque in
+        guard let opaque else { return }
+        let me = Unmanaged<LibvirtListener>.fromOpaque(opaque).takeUnretainedValue()
+        me.state.withLock { $0.closed = true }
+        me.wakeup.signal()
+    }
+    private static let releaseListener: virFreeCallback = { opaque in
+        guard let opaque else { return }
+        Unmanaged<LibvirtListener>.fromOpaque(opaque).release()
+    }
+
     /// nil on success, else the reason.
     private func connect() -> String? {
         guard let conn = virConnectOpen(uri) else { return lastLibvirtError() }
-        let opaque = Unmanaged.passUnretained(self).toOpaque()
-        let lifecycle: @convention(c) (virConnectPtr?, virDomainPtr?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = {
-            _, dom, event, detail, opaque in
-            guard let dom, let opaque else { return 0 }
-            Unmanaged<LibvirtListener>.fromOpaque(opaque).takeUnretainedValue().lifecycle(dom, event: event, detail: detail)
-            return 0
-        }
+        let forEvents = Unmanaged.passRetained(self).toOpaque()
         let id = virConnectDomainEventRegisterAny(conn, nil, Int32(VIR_DOMAIN_EVENT_ID_LIFECYCLE.rawValue),
-            unsafeBitCast(lifecycle, to: virConnectDomainEventGenericCallback.self), opaque, nil)
+            unsafeBitCast(Self.lifecycleCallback, to: virConnectDomainEventGenericCallback.self), forEvents, Self.releaseListener)
         guard id >= 0 else {
             let err = lastLibvirtError()
+            Unmanaged<LibvirtListener>.fromOpaque(forEvents).release()
             virConnectClose(conn)
             return "cannot register for domain events: \(err)"
         }
         // Only remote drivers report a close; test:///default says unsupported.
-        _ = virConnectRegisterCloseCallback(conn, { _, _, opaque in
-            guard let opaque else { return }
-            let me = Unmanaged<LibvirtListener>.fromOpaque(opaque).takeUnretainedValue()
-            me.state.withLock { $0.closed = true }
-            me.wakeup.signal()
-        }, opaque, nil)
+        let forClose = Unmanaged.passRetained(self).toOpaque()
+        if virConnectRegisterCloseCallback(conn, Self.closeCallback, forClose, Self.releaseListener) < 0 {
+            Unmanaged<LibvirtListener>.fromOpaque(forClose).release()
+        }
         // A hung libvirtd is noticed within ~20 s; remote drivers only.
         _ = virConnectSetKeepAlive(conn, 5, 3)
         let opened = Connection(pointer: conn)
@@ -143,7 +159,7 @@ public final class LibvirtListener: @unchecked Sendable {
         }
         guard let conn = opened?.pointer else { return }
         _ = virConnectDomainEventDeregisterAny(conn, id)
-        _ = virConnectUnregisterCloseCallback(conn, { _, _, _ in })
+        _ = virConnectUnregisterCloseCallback(conn, Self.closeCallback)
         virConnectClose(conn)
     }
 
