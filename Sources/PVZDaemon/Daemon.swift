@@ -93,10 +93,14 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     }
 
     /// Starts every guest thread, the control socket and the libvirt listener.
+    /// The guest threads `start` started; `stop` joins them (start and stop
+    /// are the owner's calls, from one thread).
+    private var guestThreads: [OSThread] = []
+
     public func start() throws {
         for g in guests {
             let s = g.vhostServer
-            _ = try OSThread(name: "pvz-osid\(g.config.spec.osid.rawValue)") { s.run() }
+            guestThreads.append(try OSThread(name: "pvz-osid\(g.config.spec.osid.rawValue)") { s.run() })
             logger.info("serving \(g.config.spec.osid) on \(socketLabel(g)) carve-out \(g.config.spec.carveout)")
         }
         if let cl = controlListener {
@@ -120,6 +124,11 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         libvirt?.stop()
         control?.stop()
         for g in guests { g.vhostServer.stop() }
+        // Each guest thread ends its connection and closes its socket before
+        // stop returns: a restart can take the same paths at once.
+        let threads = guestThreads
+        guestThreads = []
+        for t in threads { t.join() }
         processor.shutdown()
     }
 
