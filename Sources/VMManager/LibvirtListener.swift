@@ -106,26 +106,36 @@ public final class LibvirtListener: @unchecked Sendable {
     }
 
     // libvirt calls back on its event thread, possibly after `stop` returned
-    // (a dispatch already under way when the callback was deregistered). So
-    // each registration holds the listener strongly and libvirt releases it
-    // through `releaseListener` once it has let go of the callback; a failed
-    // registration is released here. One function each, so unregistering
-    // names the callback that was registered.
+    // (a dispatch already under way when the callback was deregistered).
+    // The event registration holds the listener strongly and libvirt releases
+    // it through `releaseListener` once it has let go of the callback. The
+    // close callback holds only a weak box: a driver without close callbacks
+    // (test:///default) accepts the registration, keeps nothing and never
+    // calls its free function, which would leak a strong hold; the box (one
+    // per connection) is what such a driver leaks. One function each, so
+    // unregistering names the callback that was registered.
     private static let lifecycleCallback: @convention(c) (virConnectPtr?, virDomainPtr?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = {
         _, dom, event, detail, opaque in
         guard let dom, let opaque else { return 0 }
         Unmanaged<LibvirtListener>.fromOpaque(opaque).takeUnretainedValue().lifecycle(dom, event: event, detail: detail)
         return 0
     }
-    private static let closeCallback: virConnectCloseFunc = { _, _, opaque in
-        guard let opaque else { return }
-        let me = Unmanaged<LibvirtListener>.fromOpaque(opaque).takeUnretainedValue()
-        me.state.withLock { $0.closed = true }
-        me.wakeup.signal()
-    }
     private static let releaseListener: virFreeCallback = { opaque in
         guard let opaque else { return }
         Unmanaged<LibvirtListener>.fromOpaque(opaque).release()
+    }
+    private final class CloseTarget: @unchecked Sendable {
+        weak var listener: LibvirtListener?
+        init(_ l: LibvirtListener) { listener = l }
+    }
+    private static let closeCallback: virConnectCloseFunc = { _, _, opaque in
+        guard let opaque, let me = Unmanaged<CloseTarget>.fromOpaque(opaque).takeUnretainedValue().listener else { return }
+        me.state.withLock { $0.closed = true }
+        me.wakeup.signal()
+    }
+    private static let releaseCloseTarget: virFreeCallback = { opaque in
+        guard let opaque else { return }
+        Unmanaged<CloseTarget>.fromOpaque(opaque).release()
     }
 
     /// nil on success, else the reason.
@@ -140,10 +150,10 @@ public final class LibvirtListener: @unchecked Sendable {
             virConnectClose(conn)
             return "cannot register for domain events: \(err)"
         }
-        // Only remote drivers report a close; test:///default says unsupported.
-        let forClose = Unmanaged.passRetained(self).toOpaque()
-        if virConnectRegisterCloseCallback(conn, Self.closeCallback, forClose, Self.releaseListener) < 0 {
-            Unmanaged<LibvirtListener>.fromOpaque(forClose).release()
+        // Only remote drivers report a close.
+        let forClose = Unmanaged.passRetained(CloseTarget(self)).toOpaque()
+        if virConnectRegisterCloseCallback(conn, Self.closeCallback, forClose, Self.releaseCloseTarget) < 0 {
+            Unmanaged<CloseTarget>.fromOpaque(forClose).release()
         }
         // A hung libvirtd is noticed within ~20 s; remote drivers only.
         _ = virConnectSetKeepAlive(conn, 5, 3)
