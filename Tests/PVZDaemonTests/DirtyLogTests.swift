@@ -74,7 +74,7 @@ struct MigrationDirtyLogTests {
         #expect(g.call(.createDevConfig)?.status == .ok)
         #expect(g.mapFirmwareHeap() == .ok)
         #expect(g.call(.writeReg, Guest.u32(Reg.irqEnable) + Guest.u32(3))?.status == .ok)
-        eventBuffers = g.postEventBuffers(4)
+        g.eventBuffers = g.postEventBuffers(4)
         g.initRing()
         let log = Log()
         try startLogging(fe, log, features: features)
@@ -93,7 +93,7 @@ struct MigrationDirtyLogTests {
         // ring, the events (buffers and eventq's used ring).
         let target: UInt64 = 0x40_0000   // its own page, far from the ring
         g.command(0, op: 1, seq: 1, arg0: target, arg1: 0xF00D)
-        let eventBuffer = try #require(eventBuffers.first)
+        let eventBuffer = try #require(g.eventBuffers.first)
         #expect(g.kick(writeOffset: 32))
         let done = try #require(g.nextEvent())
         #expect(done.code == 0 && done.value == 1)
@@ -146,7 +146,7 @@ struct KickqStopTests {
         let g = try h.connect(1)
         #expect(g.call(.createDevConfig)?.status == .ok)
         #expect(g.mapFirmwareHeap() == .ok)
-        eventBuffers = g.postEventBuffers(32)
+        g.eventBuffers = g.postEventBuffers(32)
         g.initRing()
         for slot in 0..<UInt32(127) { g.command(slot, op: 2, seq: UInt64(slot) + 1, arg0: 0x2000) }   // TIMESTAMPs
         // 32 doorbells at once (the limit a guest may queue), then the stop.
