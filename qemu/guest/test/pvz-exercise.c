@@ -13,8 +13,9 @@
  *             lifecycle, mmap rules, the event budget, malformed ioctls,
  *             threads, close during calls, killed callers, unbind/rebind
  *   debug     (reloads the module with debug_unsafe=1) stray device mappings
- *             across unbind, a heap freed while the device maps it, a ring
- *             broken on purpose and the driver's recovery
+ *             across unbind, a heap freed while the device maps it (after
+ *             UNMAP, and after a MAP the device refused), a ring broken on
+ *             purpose and the driver's recovery
  *   break     the broken-ring case alone (the module already has debug_unsafe=1)
  *   down      (host assisted over ttyS1) the daemon killed: PCI remove with
  *             files open and the heap mapped, then probe after the restart
@@ -1243,6 +1244,8 @@ static void case_stray_mapping(void)
  * still showed the device mapping it. */
 static void case_free_while_device_maps(void)
 {
+	struct pvz_call_hdr h;
+	struct pvz_config c0;
 	__u64 ipa = 0, size = 0;
 	bool mapped = false, busy;
 	unsigned int st;
@@ -1258,7 +1261,10 @@ static void case_free_while_device_maps(void)
 	/* the device maps the heap behind the driver's back */
 	st = raw_map(fd, ipa, size);
 	check("free_mapped.raw_map", st == PVZ_OK, "status=%s", st_str(st));
-	st = unmap_fw_heap(fd);
+	get_config(fd, &c0);
+	memset(&h, 0, sizeof(h));
+	rc = ioctl(fd, PVZ_IOC_UNMAP_FW_HEAP, &h);
+	st = rc ? XFAIL(errno) : h.status;
 	if (st == XFAIL(ENOTTY)) {
 		rc = ioctl(fd, LEGACY_IOC_FREE_FW_HEAP);
 		st = rc ? XFAIL(errno) : PVZ_OK;
@@ -1266,9 +1272,111 @@ static void case_free_while_device_maps(void)
 	busy = config_maps(fd, ipa, size);
 	check("free_mapped.never_freed_while_mapped", !(st == PVZ_OK && busy),
 	      "unmap/free=%s device_still_maps=%d", st_str(st), busy);
+	/* The EBUSY came after UNMAP was answered: its id and status come
+	 * back with the error, so the call can be found in the ledger. */
+	check("ids.error_returns_id", st == XFAIL(EBUSY) && h.request_id > c0.last_request_id &&
+	      (h.status == PVZ_OK || h.status == PVZ_NOT_FOUND),
+	      "unmap=%s request_id=%u (last before %llu) status=%s", st_str(st), h.request_id,
+	      c0.last_request_id, st_str(h.status));
 	if (busy)
 		raw_call(fd, PVZ_FN_UNMAP_DEV_PHYS_HEAP, NULL, 0, 0);
 	unmap_fw_heap(fd);
+	close(fd);
+}
+
+struct map_arg {
+	int fd;
+	volatile bool started;
+	unsigned int st;
+	struct pvz_fw_heap h;
+};
+
+static void *map_thread(void *a)
+{
+	struct map_arg *m = a;
+
+	m->started = true;
+	m->st = map_fw_heap(m->fd, &m->h);
+	return NULL;
+}
+
+/* The device lets go of the heap behind the driver's back; once config space
+ * says so, the driver's config-change work has seen it too (the pages stay
+ * allocated: a config change never frees them). */
+static bool raw_unmap_seen(int fd, __u64 ipa, __u64 size)
+{
+	int i;
+
+	raw_call(fd, PVZ_FN_UNMAP_DEV_PHYS_HEAP, NULL, 0, 0);
+	for (i = 0; i < 100 && config_maps(fd, ipa, size); i++)
+		msleep(10);
+	msleep(100);
+	return !config_maps(fd, ipa, size);
+}
+
+/*
+ * MAP_FW_HEAP answered with a status other than OK while the device maps the
+ * driver's own heap pages (ALREADY_EXISTS): the pages must stay. The state is
+ * made with a RAW MAP of the heap that lands inside MAP_FW_HEAP, after it took
+ * the heap lock and before its own MAP (while it zeroes the reused heap), so
+ * the config change that RAW MAP causes cannot tell the driver first. The
+ * race is retried until it is hit (the other outcomes: MAP_FW_HEAP first, or
+ * the config change first, which give OK or EEXIST).
+ */
+static void case_map_refused_keeps_heap(void)
+{
+	struct map_arg m = { 0 };
+	struct pvz_fw_heap h;
+	pthread_t th;
+	__u64 ipa, size;
+	unsigned int st, raw = 0, tries, outcomes[3] = { 0 };
+	bool hit = false, kept, busy;
+	void *p;
+	int fd = open_pvz(), e;
+
+	st = map_fw_heap(fd, &h);
+	if (!check("map_refused.setup", st == PVZ_OK, "map=%s", st_str(st))) {
+		close(fd);
+		return;
+	}
+	ipa = h.ipa;
+	size = h.size;
+	for (tries = 1; tries <= 20 && !hit; tries++) {
+		if (!raw_unmap_seen(fd, ipa, size))
+			break;
+		memset(&m, 0, sizeof(m));
+		m.fd = fd;
+		pthread_create(&th, NULL, map_thread, &m);
+		while (!m.started)
+			;
+		msleep(2);
+		raw = raw_map(fd, ipa, size);
+		pthread_join(th, NULL);
+		if (m.st == PVZ_ALREADY_EXISTS && raw == PVZ_OK)
+			hit = true;
+		else
+			outcomes[m.st == PVZ_OK ? 0 : m.st == XFAIL(EEXIST) ? 1 : 2]++;
+	}
+	if (!check("map_refused.reached", hit, "MAP_FW_HEAP=%s RAW MAP=%s after %u tries (MAP first %u, config change first %u, other %u)",
+		   st_str(m.st), st_str(raw), tries - 1, outcomes[0], outcomes[1], outcomes[2])) {
+		unmap_fw_heap(fd);
+		close(fd);
+		return;
+	}
+	busy = config_maps(fd, ipa, size);
+	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, PVZ_MMAP_FW_HEAP);
+	e = p == MAP_FAILED ? errno : 0;
+	kept = p != MAP_FAILED;
+	if (kept)
+		munmap(p, 4096);
+	check("map_refused.heap_kept", busy && kept,
+	      "device maps %#llx+%#llx: %d; the heap still there (mmap): %s (try %u)", ipa, size, busy,
+	      kept ? "yes" : err_name(e), tries - 1);
+	st = map_fw_heap(fd, &h);
+	check("map_refused.known_mapped", st == XFAIL(EEXIST), "MAP_FW_HEAP again: %s (want EEXIST)", st_str(st));
+	st = unmap_fw_heap(fd);
+	check("map_refused.unmap", (st == PVZ_OK || st == PVZ_NOT_FOUND) && !config_maps(fd, ipa, size),
+	      "unmap=%s", st_str(st));
 	close(fd);
 }
 
@@ -1339,6 +1447,7 @@ static void phase_debug(void)
 	check("debug.reload", reload_module("debug_unsafe=1") == 0, "insmod with debug_unsafe=1");
 	case_stray_mapping();
 	case_free_while_device_maps();
+	case_map_refused_keeps_heap();
 	case_break_ring();
 	check("debug.reload_back", reload_module("") == 0, "insmod without debug_unsafe");
 }
@@ -1385,8 +1494,16 @@ static void phase_down(void)
 	      st_str(st), h.ipa, pci, tmo);
 	if (!check("down.host_killed_daemon", host_wait("kill-daemon", "go", 120), "word from the host"))
 		return;
-	st = read_reg(fd, PVZ_REG_CORE_ID, NULL);
-	check("down.calls_fail", st == XFAIL(ETIMEDOUT), "got=%s (want ETIMEDOUT)", st_str(st));
+	get_config(fd, &c);
+	{
+		struct pvz_reg r = { .offset = PVZ_REG_CORE_ID };
+
+		st = ioctl(fd, PVZ_IOC_READ_REG, &r) ? XFAIL(errno) : r.hdr.status;
+		check("down.calls_fail", st == XFAIL(ETIMEDOUT), "got=%s (want ETIMEDOUT)", st_str(st));
+		/* The request is on the ring (it may still run): its id comes back. */
+		check("ids.timeout_returns_id", r.hdr.request_id > c.last_request_id, "request_id=%u (last before %llu)",
+		      r.hdr.request_id, c.last_request_id);
+	}
 	memset(&l, 0, sizeof(l));
 	l.fd = fd;
 	pthread_create(&th, NULL, call_loop, &l);
