@@ -1018,19 +1018,22 @@ static void case_threads(int fd, unsigned int nthreads, unsigned int seconds)
 	      "status=%#x", c.status);
 }
 
-struct loop_arg { int fd; volatile bool stop; unsigned long ok, fail; int last_err; };
+struct loop_arg { int fd; volatile bool stop; unsigned long ok, fail, fail_with_id; int last_err; };
 
 static void *call_loop(void *a)
 {
 	struct loop_arg *l = a;
 
 	while (!l->stop) {
-		unsigned int st = read_reg(l->fd, PVZ_REG_CORE_ID, NULL);
+		struct pvz_reg r = { .offset = PVZ_REG_CORE_ID };
+		unsigned int st = ioctl(l->fd, PVZ_IOC_READ_REG, &r) < 0 ? XFAIL(errno) : r.hdr.status;
 
 		if (st == PVZ_OK) {
 			l->ok++;
 		} else {
 			l->fail++;
+			if (r.hdr.request_id)
+				l->fail_with_id++;   /* it had reached the ring */
 			l->last_err = st >= 100 ? (int)st - 100 : 0;
 			if (st >= 100 && (st == XFAIL(EBADF) || st == XFAIL(ENODEV)))
 				msleep(10);
@@ -1244,8 +1247,6 @@ static void case_stray_mapping(void)
  * still showed the device mapping it. */
 static void case_free_while_device_maps(void)
 {
-	struct pvz_call_hdr h;
-	struct pvz_config c0;
 	__u64 ipa = 0, size = 0;
 	bool mapped = false, busy;
 	unsigned int st;
@@ -1261,10 +1262,7 @@ static void case_free_while_device_maps(void)
 	/* the device maps the heap behind the driver's back */
 	st = raw_map(fd, ipa, size);
 	check("free_mapped.raw_map", st == PVZ_OK, "status=%s", st_str(st));
-	get_config(fd, &c0);
-	memset(&h, 0, sizeof(h));
-	rc = ioctl(fd, PVZ_IOC_UNMAP_FW_HEAP, &h);
-	st = rc ? XFAIL(errno) : h.status;
+	st = unmap_fw_heap(fd);
 	if (st == XFAIL(ENOTTY)) {
 		rc = ioctl(fd, LEGACY_IOC_FREE_FW_HEAP);
 		st = rc ? XFAIL(errno) : PVZ_OK;
@@ -1272,12 +1270,6 @@ static void case_free_while_device_maps(void)
 	busy = config_maps(fd, ipa, size);
 	check("free_mapped.never_freed_while_mapped", !(st == PVZ_OK && busy),
 	      "unmap/free=%s device_still_maps=%d", st_str(st), busy);
-	/* The EBUSY came after UNMAP was answered: its id and status come
-	 * back with the error, so the call can be found in the ledger. */
-	check("ids.error_returns_id", st == XFAIL(EBUSY) && h.request_id > c0.last_request_id &&
-	      (h.status == PVZ_OK || h.status == PVZ_NOT_FOUND),
-	      "unmap=%s request_id=%u (last before %llu) status=%s", st_str(st), h.request_id,
-	      c0.last_request_id, st_str(h.status));
 	if (busy)
 		raw_call(fd, PVZ_FN_UNMAP_DEV_PHYS_HEAP, NULL, 0, 0);
 	unmap_fw_heap(fd);
@@ -1425,6 +1417,9 @@ static void case_break_ring(void)
 	      "answered_again=%d after=%llums failed_calls=%u (in flight: ok=%lu failed=%lu last=%s) resets=%u->%u",
 	      back, (unsigned long long)ms, errors, l.ok, l.fail, err_name(l.last_err), c0.device_resets,
 	      c1.device_resets);
+	/* The calls the reset ended had reached the ring: their ids come back. */
+	check("ids.eio_returns_id", l.fail_with_id > 0, "%lu of %lu failed calls returned their request id",
+	      l.fail_with_id, l.fail);
 	/* the reset released what the device held; the same file works on */
 	check("break.device_state_released", !(c1.status & (PVZ_STATUS_FW_HEAP_MAPPED | PVZ_STATUS_DEV_CONFIG)),
 	      "status=%#x", c1.status);
