@@ -228,11 +228,23 @@ public struct DaemonOptions: Sendable, Equatable {
         guard !guests.isEmpty else {
             throw ConfigError("\(n.object): no guests configured (give --osid/--carveout and a socket, or \"guests\" in a config file)")
         }
+        var abi = DDKABI.default
+        if let a = ddkABI {
+            guard let known = DDKABI(rawValue: a) else {
+                throw ConfigError("\(names.name("ddk_abi")): '\(a)' is not a DDK PVZ ABI this host speaks: \(DDKABI.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            abi = known
+        }
+        let ddkSizes = PVZHostServer.ddkFirmwareHeapSizes(abi, maxOSIDs: maxOSIDs)
         var configs: [GuestConfig] = []
         var osids = Set<UInt32>()
         var paths = Set<String>()
         for g in guests {
             let c = try g.validated(maxOSIDs: maxOSIDs, maxName: n.shortName("max_osids"))
+            // A DDK guest's firmware heap is RGX_FIRMWARE_RAW_HEAP_SIZE; MAP needs the sizes equal.
+            guard ddkSizes.contains(c.spec.policy.fwHeapSize) else {
+                throw ConfigError("\(g.names.name("fw_heap_size")): \(c.spec.policy.fwHeapSize) bytes is not a \(abi) firmware heap size (1 << RGX_FW_HEAP_SHIFT: \(ddkSizes.map { "\($0 >> 20)M" }.joined(separator: ", ")))")
+            }
             guard osids.insert(c.spec.osid.rawValue).inserted else {
                 throw ConfigError("\(g.names.name("osid")): OSID \(c.spec.osid.rawValue) is configured for two guests")
             }
@@ -240,13 +252,6 @@ public struct DaemonOptions: Sendable, Equatable {
                 throw ConfigError("\(g.names.name("socket_path")): \(p) is used by two guests")
             }
             configs.append(c)
-        }
-        var abi = DDKABI.default
-        if let a = ddkABI {
-            guard let known = DDKABI(rawValue: a) else {
-                throw ConfigError("\(names.name("ddk_abi")): '\(a)' is not a DDK PVZ ABI this host speaks: \(DDKABI.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            abi = known
         }
         var c = DaemonConfig(guests: configs, controlSocket: controlSocket, maxOSIDs: maxOSIDs, libvirtURI: libvirtURI, stateFile: stateFile)
         c.ddkABI = abi

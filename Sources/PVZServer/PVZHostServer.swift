@@ -49,7 +49,8 @@ public final class PVZHostServer: Sendable {
     /// Firmware heap sizes a DDK of this ABI can have: RGX_FIRMWARE_RAW_HEAP_SIZE
     /// is 1 << RGX_FW_HEAP_SHIFT, shift 22…25 (4–32 MiB) up to 23.2; 23.3 allows
     /// up to 256 MiB divided among the drivers (host and guests build with the
-    /// same shift, and MAP needs the guest's size to equal it).
+    /// same shift, and MAP needs the guest's size to equal it). The daemon's
+    /// configuration refuses other sizes; the server itself only needs a ring's worth.
     public static func ddkFirmwareHeapSizes(_ abi: DDKABI, maxOSIDs: UInt32) -> [UInt64] {
         let shifts: ClosedRange<UInt64> = 22...25
         var sizes = shifts.map { UInt64(1) << $0 }
@@ -71,11 +72,6 @@ public final class PVZHostServer: Sendable {
         guard p.fwHeapSize >= 2 * page, p.fwHeapSize % page == 0, p.fwHeapSize <= PVZLayout.maxRegionSize else {
             throw .heapSizeInvalid(g.osid, .fwLocal, size: p.fwHeapSize,
                                    reason: "must be a multiple of 4 KiB in 8 KiB...32 GiB")
-        }
-        let ddkSizes = Self.ddkFirmwareHeapSizes(abi, maxOSIDs: maxOSIDs)
-        guard ddkSizes.contains(p.fwHeapSize) else {
-            throw .heapSizeInvalid(g.osid, .fwLocal, size: p.fwHeapSize,
-                                   reason: "\(abi) firmware heaps are 1 << RGX_FW_HEAP_SHIFT: \(ddkSizes.map { "\($0 >> 20) MiB" }.joined(separator: ", "))")
         }
         guard p.gpuHeapSize >= page, p.gpuHeapSize % page == 0, p.gpuHeapSize <= PVZLayout.maxRegionSize else {
             throw .heapSizeInvalid(g.osid, .gpuLocal, size: p.gpuHeapSize,

@@ -46,6 +46,9 @@ struct StrictConfigTests {
         ("{\"user\": \"no-such-user-pvz\", \"guests\": []}", "user: no such user 'no-such-user-pvz'"),
         ("{\"libvirt_uri\": \"qemu+ssh://h/system\", \"guests\": []}", "which the seccomp sandbox forbids"),
         ("{\"guests\": []}", "no guests configured"),
+        ("{\"ddk_abi\": \"1.12\", \"guests\": [{\"socket_path\": \"/tmp/a\", \"osid\": 1, \"carveout\": \"0x10000000:64M\"}]}", "ddk_abi: '1.12' is not a DDK PVZ ABI this host speaks: 1.10, 1.13, 1.15, 1.18, 23"),
+        ("{\"guests\": [{\"socket_path\": \"/tmp/a\", \"osid\": 1, \"carveout\": \"0x10000000:64M\", \"fw_heap_size\": \"12M\"}]}", "fw_heap_size: 12582912 bytes is not a DDK 1.10 firmware heap size (1 << RGX_FW_HEAP_SHIFT: 4M, 8M, 16M, 32M)"),
+        ("{\"ddk_abi\": \"1.15\", \"guests\": [{\"socket_path\": \"/tmp/a\", \"osid\": 1, \"carveout\": \"0x10000000:256M\", \"fw_heap_size\": \"64M\"}]}", "is not a DDK 1.15 firmware heap size"),
     ])
     func jsonErrorsHaveLineAndColumn(_ json: String, _ needle: String) {
         let e = error(json)

@@ -95,17 +95,10 @@ struct DDKABITests {
         #expect(s.vmmParameters.value(of: .timeSlice(1)) == 40)
     }
 
-    @Test func firmwareHeapSizesAreTheDDKs() throws {
-        var p = GuestPolicy()
-        p.fwHeapSize = 12 * MiB
-        do { _ = try server(.v1_10, p); Issue.record("12 MiB accepted") } catch {
-            #expect("\(error)".contains("1 << RGX_FW_HEAP_SHIFT") && "\(error)".contains("DDK 1.10"))
-        }
-        for size in [4, 8, 16, 32] as [UInt64] {
-            p.fwHeapSize = size * MiB
-            #expect(throws: Never.self) { _ = try server(.v1_10, p) }
-        }
-        p.fwHeapSize = 64 * MiB
-        #expect(throws: PVZConfigError.self) { _ = try server(.v1_15, p) }
+    @Test func firmwareHeapSizesAreTheDDKs() {
+        #expect(PVZHostServer.ddkFirmwareHeapSizes(.v1_10, maxOSIDs: 8) == [4, 8, 16, 32].map { $0 * MiB })
+        #expect(PVZHostServer.ddkFirmwareHeapSizes(.v1_15, maxOSIDs: 8).max() == 32 * MiB)
+        #expect(PVZHostServer.ddkFirmwareHeapSizes(.v23, maxOSIDs: 2).contains(128 * MiB))
+        #expect(!PVZHostServer.ddkFirmwareHeapSizes(.v23, maxOSIDs: 8).contains(64 * MiB))
     }
 }
