@@ -29,6 +29,15 @@
  *   ENODEV     the device was removed (the file stays open, every call fails)
  *   EPERM      the call needs CAP_SYS_ADMIN, or RAW named a heap function
  *   EINVAL     the ioctl argument itself was invalid
+ * A call ioctl that fails once it got past its argument checks still writes
+ * hdr.request_id (RAW: request_id), and nothing else: the id of the request
+ * it put on hypercallq (ETIMEDOUT: it may still run; EIO; EINTR; EPROTO;
+ * EBUSY from UNMAP_FW_HEAP after the device answered), so the call can be
+ * found in the host's records, or 0 when no request reached the ring.
+ * Errors before that (ENOTTY, EFAULT, EPERM, ENODEV, EBUSY for an in-kernel
+ * client) write nothing: set request_id to 0 before the call. MAP_FW_HEAP
+ * makes up to three calls (the heap's origin, its size, the MAP): the id is
+ * the last one's.
  */
 #ifndef VIRTIO_PVZ_UAPI_H
 #define VIRTIO_PVZ_UAPI_H
