@@ -245,11 +245,15 @@ struct pvz_kick {
  * allocates that much physically contiguous, zeroed guest RAM and sends
  * MAP_DEV_PHYS_HEAP with its own address; hdr.status is that call's status
  * (INVALID_PVZ_CONFIG when the origin is HOST; nothing is allocated then).
- * A heap already mapped gives EEXIST. UNMAP_FW_HEAP sends
+ * A heap already mapped gives EEXIST; a MAP the device refuses frees the
+ * heap only if config space shows no mapping over it. UNMAP_FW_HEAP sends
  * UNMAP_DEV_PHYS_HEAP and frees the heap once config space shows that the
  * device maps nothing overlapping it (EBUSY while a process still has it
- * mmap()ed, or while the device keeps a mapping). mmap() offset
- * PVZ_MMAP_FW_HEAP, MAP_SHARED, maps it for the command ring. */
+ * mmap()ed, or while the device keeps a mapping). Config space is re-read
+ * after a call the device answered before either decision that depends on
+ * it could rest on a stale copy (a back-end killed between its answer and
+ * the read). mmap() offset PVZ_MMAP_FW_HEAP, MAP_SHARED, maps it for the
+ * command ring. */
 struct pvz_fw_heap {
 	struct pvz_call_hdr hdr;
 	__u64 size;   /* out */
