@@ -11,14 +11,16 @@ import Glibc
 // the listener reads as libvirt's API. A call this file lacks does not link.
 
 /// libvirt.so.0, opened once per process; the failure says why (dlerror).
-struct LibvirtLibrary: @unchecked Sendable {
+public struct LibvirtLibrary: @unchecked Sendable {
     static let soname = "libvirt.so.0"
     static let shared: Result<LibvirtLibrary, LibvirtError> = {
         do throws(LibvirtError) { return .success(try LibvirtLibrary()) } catch { return .failure(error) }
     }()
 
-    /// Opens the library now (the listener's start) so a missing one is a clear error there.
-    static func load() throws(LibvirtError) { _ = try shared.get() }
+    /// Opens the library now. The daemon calls this before entering the sandbox: loading
+    /// ~50 libraries needs syscalls the seccomp allow-list drops. The listener's start
+    /// calls it too, so a missing library is a clear error there.
+    public static func load() throws(LibvirtError) { _ = try shared.get() }
 
     let connectOpen: @convention(c) (UnsafePointer<CChar>?) -> virConnectPtr?
     let connectClose: @convention(c) (virConnectPtr?) -> Int32

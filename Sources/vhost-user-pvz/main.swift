@@ -191,6 +191,9 @@ struct VhostUserPVZ: ParsableCommand {
         // daemon and its threads: every thread is born inside the sandbox.
         let listeners: ListenerPlan
         do {
+            // libvirt's library is opened here, not linked (docs/benchmarks.md, memory):
+            // loading it needs syscalls the sandbox drops.
+            if config.libvirtURI != nil { try LibvirtLibrary.load() }
             let inherited = try SystemdActivation.take(environment: ProcessInfo.processInfo.environment)
             listeners = try ListenerPlan.open(config, inherited: inherited)
         } catch {
