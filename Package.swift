@@ -67,7 +67,16 @@ let package = Package(
             "PVZDaemon", "SafeSockets", "Sandbox", "VMManager",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: swiftSettings),
+        ], swiftSettings: swiftSettings,
+           // The release daemon links the Swift runtime statically (what `--static-swift-stdlib` does), so
+           // every build of it (scripts/run, install, bench, tests) is the one measured: the process maps
+           // only the pages it uses instead of ~10 shared Swift libraries (docs/benchmarks.md, memory).
+           // The modules import the shared runtime's FoundationEssentials, which does not name its static C shims.
+           linkerSettings: [
+               .unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release)),
+               .linkedLibrary("_FoundationCShims", .when(platforms: [.linux], configuration: .release)),
+               .linkedLibrary("_FoundationCollections", .when(platforms: [.linux], configuration: .release)),
+           ]),
         // scripts/bench: the hot path's figures (a benchmark, not a test).
         .target(name: "CMallocCounter"),
         .executableTarget(name: "pvz-bench", dependencies: [

@@ -187,6 +187,11 @@ struct VhostUserPVZ: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &set, nil)
         signal(SIGPIPE, SIG_IGN)
 
+        // Every guest's worst-case fds, before the sandbox (no setrlimit there) and the first socket.
+        let guests = config.guests.count
+        let fdLimit = FileLimit.ensure(need: FileLimit.need(guests: guests), guests: guests)
+        logger.log(level: fdLimit.level, "\(fdLimit)")
+
         // Sockets first (they may need root), then the sandbox, then the
         // daemon and its threads: every thread is born inside the sandbox.
         let listeners: ListenerPlan
