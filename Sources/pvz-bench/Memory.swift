@@ -5,15 +5,19 @@ import TestFrontEnd
 import Glibc
 #endif
 
-/// What the real daemon binary holds while serving `guests` connected guests
-/// (each made 100 calls): /proc/PID/status (KiB), its open fds, and the
-/// shared libraries it maps.
+/// What the real daemon binary holds while serving connected guests (each
+/// made 100 calls): /proc/PID/status (KiB), its open fds, and the shared
+/// libraries it maps.
 struct DaemonFootprint {
     var rss = 0, anon = 0, file = 0, fds = 0, threads = 0
     var libraries: [String] = []
 }
 
-func daemonFootprint(guests n: Int, binary: String) throws -> DaemonFootprint {
+/// Starts the daemon with `n` configured guests, then connects them in
+/// `steps` (cumulative counts: [1, 7] connects one, measures, connects the
+/// other six, measures). The same process across steps: its code pages are
+/// already in, so the difference is what the connected guests cost.
+func daemonFootprints(guests n: Int, steps: [Int], binary: String) throws -> [DaemonFootprint] {
     let dir = "/tmp/pvz-bench-rss-\(getpid())-\(n)"
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -27,10 +31,22 @@ func daemonFootprint(guests n: Int, binary: String) throws -> DaemonFootprint {
     p.arguments = ["--config", "\(dir)/config.json", "--log-level", "error"]
     try p.run()
     defer { p.terminate(); p.waitUntilExit() }
-    let callers = try (1...n).map { try Caller(socket: "\(dir)/g\($0).sock") }
-    for c in callers { for _ in 0..<100 { c.call() } }
-    usleep(200_000)
-    let pid = p.processIdentifier
+    var callers: [Caller] = []
+    var out: [DaemonFootprint] = []
+    for k in steps {
+        while callers.count < k {
+            let c = try Caller(socket: "\(dir)/g\(callers.count + 1).sock")
+            for _ in 0..<100 { c.call() }
+            callers.append(c)
+        }
+        usleep(200_000)
+        out.append(try footprint(pid: p.processIdentifier))
+    }
+    withExtendedLifetime(callers) {}
+    return out
+}
+
+func footprint(pid: Int32) throws -> DaemonFootprint {
     let status = try readProcFile("/proc/\(pid)/status")
     func field(_ name: String) throws -> Int {
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }),
@@ -51,7 +67,6 @@ func daemonFootprint(guests n: Int, binary: String) throws -> DaemonFootprint {
               path.hasPrefix("/"), path.contains(".so") else { return nil }
         return String(path.split(separator: "/").last!)
     }).sorted()
-    withExtendedLifetime(callers) {}
     return f
 }
 
