@@ -92,8 +92,10 @@ public struct Firmware: Sendable {
     /// `deadline`, when given, is checked between commands (the firmware's hard
     /// context switch): once it returns true after at least one command, the run
     /// stops there with `preempted` set.
+    /// `wrote(offset, length)` is told every heap range the run stored to,
+    /// after the store (a migration's dirty log marks those pages).
     public mutating func run(heap: UnsafeMutableRawBufferPointer, upTo writeOffset: UInt32, clockNs: UInt64,
-                             deadline: () -> Bool = { false },
+                             deadline: () -> Bool = { false }, wrote: (Int, Int) -> Void = { _, _ in },
                              emit: (GPUEvent) -> Void) -> FirmwareRunResult {
         var r = FirmwareRunResult(completedSeq: completedSeq, readOffset: readOffset)
         func failKick(_ f: FirmwareFault, _ detail: UInt64) -> FirmwareRunResult {
@@ -144,7 +146,7 @@ public struct Firmware: Sendable {
             let arg0 = pvz_load_acquire_u64(cmd + 16)
             let arg1 = pvz_load_acquire_u64(cmd + 24)
             if let fault = execute(op: op, flags: flags, seq: seq, arg0: arg0, arg1: arg1, base: base,
-                                   heapSize: heap.count, ringEnd: ringEnd, clockNs: clockNs, emit: emit) {
+                                   heapSize: heap.count, ringEnd: ringEnd, clockNs: clockNs, wrote: wrote, emit: emit) {
                 r.faults += 1
                 r.lastFault = fault
                 emit(GPUEvent(type: .firmware, code: GPUEvent.codeFirmwareFault, value: UInt64(fault.rawValue) << 32 | UInt64(off)))
@@ -159,6 +161,7 @@ public struct Firmware: Sendable {
         readOffset = off
         pvz_store_release_u32(base + Ring.readOffsetField, readOffset)
         pvz_store_release_u64(base + Ring.completedSeqField, completedSeq)
+        wrote(Ring.readOffsetField, Ring.completedSeqField + 8 - Ring.readOffsetField)
         r.readOffset = readOffset
         r.completedSeq = completedSeq
         if !r.preempted { emit(GPUEvent(type: .firmware, code: GPUEvent.codeKickDone, value: completedSeq)) }
@@ -167,7 +170,7 @@ public struct Firmware: Sendable {
 
     private mutating func execute(op: UInt32, flags: UInt32, seq: UInt64, arg0: UInt64, arg1: UInt64,
                                   base: UnsafeMutableRawPointer, heapSize: Int, ringEnd: Int, clockNs: UInt64,
-                                  emit: (GPUEvent) -> Void) -> FirmwareFault? {
+                                  wrote: (Int, Int) -> Void, emit: (GPUEvent) -> Void) -> FirmwareFault? {
         guard let op = FirmwareOp(rawValue: op) else { return .unknownOp }
         guard flags == 0 else { return .reservedFlags }
         switch op {
@@ -183,6 +186,7 @@ public struct Firmware: Sendable {
                 lastTimestamp = value
             }
             pvz_store_release_u64(base + Int(arg0), value)
+            wrote(Int(arg0), 8)
             return nil
         case .irq:
             guard arg0 <= UInt64(UInt32.max) else { return .irqCodeTooLarge }

@@ -37,6 +37,8 @@ public final class FirmwareInstance: Sendable {
         var heap: UnsafeMutableRawBufferPointer?
         /// Keeps `heap`'s mapping alive while attached.
         var owner: AnyObject?
+        /// Told each heap range (offset, length) a kick stored to.
+        var wrote: (@Sendable (Int, Int) -> Void)?
         /// A migrated firmware's progress, applied at the next attach.
         var pending: Firmware.Snapshot?
     }
@@ -52,8 +54,10 @@ public final class FirmwareInstance: Sendable {
     /// Starts the firmware on a heap (host view of the guest's firmware heap)
     /// held alive by `owner`. `keepRing` re-points a running firmware at a new
     /// mapping of the same heap (a memory-table change) without forgetting
-    /// where its ring was.
-    public func attach(heap: UnsafeMutableRawBufferPointer, owner: AnyObject, keepRing: Bool = false) {
+    /// where its ring was. `wrote` is told each heap range (offset, length)
+    /// a kick stores to (a migration's dirty log).
+    public func attach(heap: UnsafeMutableRawBufferPointer, owner: AnyObject, keepRing: Bool = false,
+                       wrote: (@Sendable (Int, Int) -> Void)? = nil) {
         stopRequests.add(1, ordering: .relaxed)
         state.withLock { s in
             if let p = s.pending {
@@ -65,6 +69,7 @@ public final class FirmwareInstance: Sendable {
             }
             s.heap = heap
             s.owner = owner
+            s.wrote = wrote
         }
         stopRequests.subtract(1, ordering: .relaxed)
         bank.setStatus([.running, .heapMapped], true)
@@ -76,6 +81,7 @@ public final class FirmwareInstance: Sendable {
         stopRequests.add(1, ordering: .relaxed)
         let owner = state.withLock { s -> AnyObject? in
             s.heap = nil
+            s.wrote = nil
             s.pending = nil
             s.firmware.reset()
             defer { s.owner = nil }
@@ -140,10 +146,17 @@ public final class FirmwareInstance: Sendable {
         // Non-escaping all the way down: the kick path allocates nothing.
         let r = state.withLock { s -> FirmwareRunResult? in
             guard let heap = s.heap else { return nil }
-            return s.firmware.run(heap: heap, upTo: writeOffset, clockNs: bank.clockNs, deadline: {
+            func deadline() -> Bool {
                 stopRequests.load(ordering: .relaxed) != 0
                     || (deadlineNs != 0 && bank.clockNs >= deadlineNs && yield())
-            }) { bank.raise($0) }
+            }
+            // Not `s.wrote ?? {}`: a closure through the generic `??` is
+            // re-abstracted, two allocations per kick.
+            guard let wrote = s.wrote else {
+                return s.firmware.run(heap: heap, upTo: writeOffset, clockNs: bank.clockNs, deadline: deadline) { bank.raise($0) }
+            }
+            return s.firmware.run(heap: heap, upTo: writeOffset, clockNs: bank.clockNs, deadline: deadline,
+                                  wrote: wrote) { bank.raise($0) }
         }
         if let r { bank.recordKick(r) }
         return r

@@ -47,6 +47,9 @@ public final class FirmwareProcessor: @unchecked Sendable {
         private let fd: Int32
         init() { fd = eventfd(0, Int32(EFD_CLOEXEC)) }
         deinit { close(fd) }
+        /// What a detach found in flight, set before `signal` (the eventfd
+        /// orders it before `wait` returns).
+        var found: (finished: Int, cancelled: Int) = (0, 0)
         func signal() { EventFD.signal(fd) }
         func wait() { var v: UInt64 = 0; while read(fd, &v, 8) != 8 && errno == EINTR {} }
     }
@@ -118,12 +121,14 @@ public final class FirmwareProcessor: @unchecked Sendable {
     /// Returns once the firmware thread no longer touches the OSID's kickq.
     /// `interrupting`: that OSID's running kick stops at its next command
     /// boundary first (its rest waits in the queue), so the wait is short.
-    func detach(osid: OSID, _ release: Release, interrupting firmware: FirmwareInstance? = nil) {
-        guard running.load(ordering: .acquiring) else { return }
+    @discardableResult
+    func detach(osid: OSID, _ release: Release, interrupting firmware: FirmwareInstance? = nil) -> (finished: Int, cancelled: Int) {
+        guard running.load(ordering: .acquiring) else { return (0, 0) }
         let w = Waiter()
         post(.detach(osid, release, w))
         firmware?.interrupt()
         w.wait()
+        return w.found
     }
 
     public func setPriority(osid: OSID, priority: UInt32) { post(.priority(osid, priority)) }
@@ -186,7 +191,8 @@ public final class FirmwareProcessor: @unchecked Sendable {
                 if let fd = ring.kickFileDescriptor, (try? epoll.add(fd, tag: UInt64(i))) != nil { slots[i]!.kickFD = fd }
                 pullKicks(osid)
             case .detach(let osid, let how, let w):
-                release(osid, how)
+                let found = release(osid, how)
+                w?.found = found
                 w?.signal()
             case .priority(let osid, let p):
                 queues.setPriority(osid, p)
@@ -204,9 +210,11 @@ public final class FirmwareProcessor: @unchecked Sendable {
         return false
     }
 
-    private func release(_ osid: OSID, _ how: Release) {
+    /// Returns the kicks a drain ran to completion and those cancelled.
+    private func release(_ osid: OSID, _ how: Release) -> (finished: Int, cancelled: Int) {
         let i = Int(osid.rawValue)
-        guard i < slots.count, let slot = slots[i] else { return }
+        guard i < slots.count, let slot = slots[i] else { return (0, 0) }
+        var found = (finished: 0, cancelled: 0)
         switch how {
         case .keep:
             break
@@ -215,10 +223,11 @@ public final class FirmwareProcessor: @unchecked Sendable {
         case .drain(let ms):
             let end = Deadline(ms: ms)
             while slot.ring != nil, let t = queues.next(of: osid) {
-                if run(osid, t, yieldAllowed: false) == .preempted { queues.pushFront(osid, t) }
+                if run(osid, t, yieldAllowed: false) == .preempted { queues.pushFront(osid, t) } else { found.finished += 1 }
                 if end.expired { break }
             }
             for t in queues.removeAll(osid) {
+                found.cancelled += 1
                 slot.gpu.bank.raiseFault(.kickCancelled, detail: UInt32(t.head))
                 slot.ring?.complete(head: t.head, written: 0)
             }
@@ -229,6 +238,7 @@ public final class FirmwareProcessor: @unchecked Sendable {
         slots[i]!.kickFD = -1
         slots[i]!.ring = nil
         slots[i]!.memory = nil
+        return found
     }
 
     /// Takes the guest's doorbells off its kickq. Beyond the OSID's bound a
@@ -253,7 +263,7 @@ public final class FirmwareProcessor: @unchecked Sendable {
             } while v.armAndRecheck()
         } catch {
             // A broken ring: stop serving it; the guest thread reports NEEDS_RESET.
-            release(osid, .drop)
+            _ = release(osid, .drop)
             slot.gpu.kickqBroken(error.description)
             return
         }

@@ -94,7 +94,13 @@ public final class GuestGPU: @unchecked Sendable {
         }
         switch step {
         case .none: break
-        case .attach(let heap, let keep): firmware.attach(heap: heap, owner: memory, keepRing: keep && firmware.isAttached)
+        case .attach(let heap, let keep):
+            // What the firmware stores in its heap is marked in the connection's dirty log.
+            let wrote: (@Sendable (Int, Int) -> Void)? = memory.dirtyLog.flatMap { log in
+                let gpa = fwHeap?.start.rawValue ?? 0
+                return { off, len in log.mark(gpa: gpa &+ UInt64(off), length: UInt64(len)) }
+            }
+            firmware.attach(heap: heap, owner: memory, keepRing: keep && firmware.isAttached, wrote: wrote)
         case .detach: firmware.detach()
         }
         withExtendedLifetime(old) {}   // an old table is unmapped here, outside the lock
@@ -105,9 +111,14 @@ public final class GuestGPU: @unchecked Sendable {
     /// mapping lock: the memory table the address belongs to cannot go away meanwhile.
     public func mirror() {
         mapping.withLock { m in
-            if let p = m.regs { bank.mirror(into: p) }
+            guard let p = m.regs else { return }
+            bank.mirror(into: p)
+            m.memory?.dirtyLog?.mark(gpa: m.carveout.start.rawValue, length: Self.mirrorBytes)
         }
     }
+
+    /// The part of the bank `mirror` writes (every defined register).
+    private static let mirrorBytes = UInt64((Reg.all.max() ?? 0) + 4)
 
     // MARK: hypercall effects
 
@@ -199,16 +210,21 @@ public final class GuestGPU: @unchecked Sendable {
     /// chain popped from the ring is on its used ring before the front-end
     /// reads the ring's base. Changing: they wait for the ring to come back.
     /// Broken: they are dropped with the ring.
-    func takeBackKickq(_ why: TakeBack) {
+    /// Returns what was in flight: kicks run to completion by the drain and
+    /// those cancelled.
+    @discardableResult
+    func takeBackKickq(_ why: TakeBack) -> (finished: Int, cancelled: Int) {
+        let found: (finished: Int, cancelled: Int)
         switch why {
         case .stopping:
-            processor.detach(osid: osid, .drain(ms: Self.stopDrainMilliseconds))
+            found = processor.detach(osid: osid, .drain(ms: Self.stopDrainMilliseconds))
         case .changing:
-            processor.detach(osid: osid, .keep, interrupting: firmware)
+            found = processor.detach(osid: osid, .keep, interrupting: firmware)
         case .broken:
-            processor.detach(osid: osid, .drop, interrupting: firmware)
+            found = processor.detach(osid: osid, .drop, interrupting: firmware)
         }
         mirror()
+        return found
     }
 
     /// Firmware thread: kickq broke (a bad chain); the guest thread reports it.

@@ -180,7 +180,16 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     }
 
     public func queueTakeBack(_ index: Int, _ why: TakeBack, _ ctx: BackendContext) {
-        if index == PVZIdentity.kickq { gpu.takeBackKickq(why) }
+        guard index == PVZIdentity.kickq else { return }
+        let t0 = ContinuousClock.now
+        let (finished, cancelled) = gpu.takeBackKickq(why)
+        // Rare (a pause, a migration, a reset with work queued) and what a
+        // guest mid-kick experiences: worth a line.
+        if case .stopping = why, finished + cancelled > 0 {
+            let d = (ContinuousClock.now - t0).components
+            let us = d.seconds * 1_000_000 + d.attoseconds / 1_000_000_000_000
+            logger.info("kickq stopped with \(finished + cancelled) kicks in flight: \(finished) finished and returned, \(cancelled) cancelled (kickCancelled events), in \(us) µs")
+        }
     }
 
     public func wake(_ ctx: BackendContext) {

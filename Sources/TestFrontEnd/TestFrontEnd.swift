@@ -232,7 +232,8 @@ public final class TestFrontEnd {
         let qn = try getU64(.getQueueNum)
         guard qn == UInt64(queueCount) else { throw Failure.badReply("GET_QUEUE_NUM \(qn), expected \(queueCount)") }
         try send(.setOwner)
-        let features = wantFeatures ?? offered
+        // VHOST_F_LOG_ALL is QEMU's to switch on while it migrates, never at start.
+        let features = wantFeatures ?? (offered & ~VirtioFeature.logAll)
         guard try sendAcked(.setFeatures, payload: Self.u64(features)) == 0 else { throw Failure.badReply("SET_FEATURES refused") }
         if useAddMemReg {
             var b = [UInt8](repeating: 0, count: SingleRegionPayload.size)

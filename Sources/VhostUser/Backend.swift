@@ -24,6 +24,9 @@ public final class Backend: BackendContext {
     public let socketFD: Int32
     public internal(set) var logger: Logger
     public internal(set) var memory: GuestMemory = .empty
+    /// The front-end's dirty-page log (live migration): every memory table
+    /// of this connection carries it to the writers.
+    public let dirtyLog = DirtyLog()
     public let vrings: [Vring]
     public internal(set) var ackedFeatures: UInt64 = 0
     public internal(set) var ackedProtocolFeatures: ProtocolFeatures = []
@@ -53,12 +56,16 @@ public final class Backend: BackendContext {
         deviceStatus | (vrings.contains { $0.brokenReason != nil } ? DeviceStatus.needsReset : 0)
     }
 
-    public var offeredFeatures: UInt64 { device.deviceFeatures | VirtioFeature.protocolFeatures }
+    /// A device that migrates also logs its writes: QEMU refuses to migrate a
+    /// vhost device without VHOST_F_LOG_ALL and LOG_SHMFD.
+    public var offeredFeatures: UInt64 {
+        device.deviceFeatures | VirtioFeature.protocolFeatures | (device.supportsMigration ? VirtioFeature.logAll : 0)
+    }
 
     public var offeredProtocolFeatures: ProtocolFeatures {
         var p: ProtocolFeatures = [.mq, .replyAck, .backendReq, .resetDevice, .configureMemSlots, .status, .inflightShmfd]
         if device.configSize > 0 { p.insert(.config) }
-        if device.supportsMigration { p.insert(.deviceState) }
+        if device.supportsMigration { p.formUnion([.deviceState, .logShmfd]) }
         return p
     }
 
@@ -75,6 +82,7 @@ public final class Backend: BackendContext {
         self.kickTagBase = kickTagBase
         self.logger = logger
         self.vrings = (0..<device.queueCount).map { Vring(index: $0, maxSize: device.maxQueueSize) }
+        self.memory = .empty(dirtyLog: dirtyLog)
         // Reads and writes on the stream are bounded by messageDeadlineMs, never blocking.
         setNonBlocking(socketFD)
     }
@@ -100,6 +108,7 @@ public final class Backend: BackendContext {
         }
         closeIfOpen(&backendChannelFD)
         memory = .empty
+        dirtyLog.reset()
     }
 
 

@@ -15,7 +15,7 @@ extension Backend {
         let expected: ClosedRange<Int>
         switch r {
         case .setMemTable: expected = p.count >= 4 ? Int(min(p.le32(0), 8))...Int(min(p.le32(0), 8)) : 0...0
-        case .addMemReg, .setBackendReqFD, .setLogFD, .setInflightFD, .setDeviceStateFD: expected = 1...1
+        case .addMemReg, .setBackendReqFD, .setLogFD, .setInflightFD, .setDeviceStateFD, .setLogBase: expected = 1...1
         case .remMemReg: expected = 0...1
         case .setVringKick, .setVringCall, .setVringErr:
             expected = p.count == 8 && VringFDPayload(p.le64(0)).noFD ? 0...0 : 1...1
@@ -54,6 +54,7 @@ extension Backend {
         case .setDeviceStateFD: return setDeviceStateFD(h, p, &fds)
         case .checkDeviceState: return checkDeviceState(h, p)
         case .setInflightFD: return setInflightFD(p, &fds)
+        case .setLogBase: return setLogBase(h, p, &fds)
         default:
             return .failed("not supported by this back-end (its feature was not offered)")
         }

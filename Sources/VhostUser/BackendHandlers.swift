@@ -24,6 +24,11 @@ extension Backend {
         if unknown != 0 { return .failed("features 0x\(String(f, radix: 16)) include bits 0x\(String(unknown, radix: 16)) never offered (offered 0x\(String(offeredFeatures, radix: 16)))") }
         ackedFeatures = f
         stats.ackedFeatures.store(f, ordering: .relaxed)
+        let logAll = f & VirtioFeature.logAll != 0
+        if logAll != dirtyLog.logAll {
+            logger.info("dirty-page logging \(logAll ? "on (a migration copies guest RAM)" : "off")")
+        }
+        dirtyLog.setLogAll(logAll)
         for v in vrings where v.queue != nil {
             v.queue!.eventIdx = f & RingFeature.eventIdx != 0
             v.queue!.indirect = f & RingFeature.indirectDesc != 0
@@ -69,7 +74,7 @@ extension Backend {
         if table.regions.count != fds.count { return .failed("\(table.regions.count) regions but \(fds.count) fds") }
         let ds = table.regions.map { MemoryRegionDescriptor(guestPhysAddr: $0.guestPhysAddr, size: $0.memorySize, userAddr: $0.userAddr, mmapOffset: $0.mmapOffset) }
         do {
-            let m = try GuestMemory(descriptors: ds, fds: fds)
+            let m = try GuestMemory(descriptors: ds, fds: fds, dirtyLog: dirtyLog)
             installMemory(m)
         } catch {
             return .failed(error.description)
@@ -227,6 +232,34 @@ extension Backend {
         return .ok
     }
 
+    // MARK: Dirty-page log (live migration)
+
+    /// SET_LOG_BASE (LOG_SHMFD): the log to mark, as an fd. With LOG_SHMFD
+    /// QEMU blocks until it is answered (it does not read the answer), so a
+    /// refusal is answered too; a log that cannot be mapped is remembered,
+    /// and the state save refuses (see `setDeviceStateFD`).
+    func setLogBase(_ h: MessageHeader, _ p: UnsafeRawBufferPointer, _ fds: inout [Int32]) -> Outcome {
+        guard ackedProtocolFeatures.contains(.logShmfd) else { return .failed("SET_LOG_BASE without LOG_SHMFD negotiated (the log must come as an fd)") }
+        func refuse(_ why: String) -> Outcome {
+            logger.error("SET_LOG_BASE refused: \(why); a migration now fails at the state save")
+            sendU64(h, 1)
+            return .replied
+        }
+        guard p.count == 16 else {
+            _ = try? dirtyLog.install(fd: -1, size: 0, offset: 0)  // remembered as the failure
+            return refuse("payload of \(p.count) bytes, expected 16 (mmap size, mmap offset)")
+        }
+        let size = p.le64(0), offset = p.le64(8)
+        do {
+            try dirtyLog.install(fd: fds[0], size: size, offset: offset)
+        } catch {
+            return refuse(error.description)
+        }
+        logger.info("dirty log mapped: \(size) bytes at offset \(offset) (guest physical space up to \((size * 8 * DirtyLog.pageSize) >> 20) MiB)")
+        sendU64(h, 0)
+        return .replied
+    }
+
     // MARK: Device state (live migration)
 
 
@@ -250,6 +283,11 @@ extension Backend {
         }
         if let old = transfer { _ = old.finish() }
         var bytes: [UInt8] = []
+        if dir == .save, let why = dirtyLog.failure {
+            // Pages this daemon wrote may be missing from the copy: the migration must fail.
+            logger.error("device state save refused: \(why)")
+            return reply(1)
+        }
         if dir == .save {
             switch device.saveState(self) {
             case .success(let b): bytes = b

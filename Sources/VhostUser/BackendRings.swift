@@ -78,10 +78,11 @@ extension Backend {
         do {
             let layout = try SplitQueue.layout(size: v.size, desc: a.desc, avail: a.avail, used: a.used) { memory.translate(userAddr: $0, length: $1) }
             // Resume from the live indices when re-resolving a running queue.
-            let q = SplitQueue(size: v.size, layout: layout,
+            var q = SplitQueue(size: v.size, layout: layout,
                                base: v.queue?.lastAvailIdx ?? v.base, usedIdx: v.queue?.usedIdx,
                                eventIdx: ackedFeatures & RingFeature.eventIdx != 0,
                                indirect: ackedFeatures & RingFeature.indirectDesc != 0)
+            q.usedLog = a.flags & VringAddrPayload.logFlag != 0 ? (dirtyLog, a.log) : nil
             v.queue = q
             return true
         } catch {

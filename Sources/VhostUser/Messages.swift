@@ -113,6 +113,9 @@ public struct ProtocolFeatures: OptionSet, Sendable, Hashable {
 public enum VirtioFeature {
     public static let version1: UInt64 = 1 << 32
     public static let protocolFeatures: UInt64 = 1 << 30  // VHOST_USER_F_PROTOCOL_FEATURES
+    /// VHOST_F_LOG_ALL: the back-end marks every guest page it writes in the
+    /// front-end's dirty log (live migration); vhost's bit, not the guest's.
+    public static let logAll: UInt64 = 1 << 26
 }
 
 /// Virtio device status bits (SET_STATUS / GET_STATUS).
@@ -183,6 +186,8 @@ public struct VringStatePayload: Equatable, Sendable {
 /// VhostUserVringAddr (SET_VRING_ADDR): front-end virtual addresses of the ring parts.
 public struct VringAddrPayload: Equatable, Sendable {
     public static let size = 40
+    /// VHOST_VRING_F_LOG: log writes to the used ring at `log` (guest physical).
+    public static let logFlag: UInt32 = 1
     public var index: UInt32
     public var flags: UInt32
     public var desc: UInt64

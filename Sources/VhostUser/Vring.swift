@@ -96,6 +96,7 @@ public final class Vring {
         inflightCounter = next
         queue = SplitQueue(size: q.size, layout: q.layout, base: used &+ UInt16(kept.count), usedIdx: used,
                            eventIdx: q.eventIdx, indirect: q.indirect)
+        queue!.usedLog = q.usedLog  // a ring started while QEMU migrates stays logged
         return kept.count
     }
 

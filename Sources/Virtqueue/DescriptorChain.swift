@@ -36,6 +36,8 @@ public enum ChainError: Error, Equatable, CustomStringConvertible {
 public struct ChainSegment {
     public var host: UnsafeMutableRawPointer
     public var length: Int
+    /// Where it is in guest physical space (what a dirty log marks).
+    public var gpa: UInt64
 }
 
 /// A walked descriptor chain: the device-readable buffers, then the
@@ -50,6 +52,8 @@ public final class DescriptorChain {
     public private(set) var writableLength = 0
     private let readable: UnsafeMutableBufferPointer<ChainSegment>
     private let writable: UnsafeMutableBufferPointer<ChainSegment>
+    /// The dirty log of the memory table the chain was walked in.
+    @usableFromInline var dirtyLog: DirtyLog?
 
     public init(capacity: Int) {
         self.capacity = capacity
@@ -63,8 +67,9 @@ public final class DescriptorChain {
     }
 
     @usableFromInline
-    func reset(head: UInt16) {
+    func reset(head: UInt16, dirtyLog: DirtyLog? = nil) {
         self.head = head
+        self.dirtyLog = dirtyLog
         readableCount = 0
         writableCount = 0
         readableLength = 0
@@ -72,15 +77,15 @@ public final class DescriptorChain {
     }
 
     @usableFromInline
-    func appendReadable(_ p: UnsafeMutableRawPointer, _ len: Int) {
-        readable[readableCount] = ChainSegment(host: p, length: len)
+    func appendReadable(_ p: UnsafeMutableRawPointer, _ len: Int, gpa: UInt64) {
+        readable[readableCount] = ChainSegment(host: p, length: len, gpa: gpa)
         readableCount += 1
         readableLength += len
     }
 
     @usableFromInline
-    func appendWritable(_ p: UnsafeMutableRawPointer, _ len: Int) {
-        writable[writableCount] = ChainSegment(host: p, length: len)
+    func appendWritable(_ p: UnsafeMutableRawPointer, _ len: Int, gpa: UInt64) {
+        writable[writableCount] = ChainSegment(host: p, length: len, gpa: gpa)
         writableCount += 1
         writableLength += len
     }
@@ -102,13 +107,15 @@ public final class DescriptorChain {
     }
 
     /// Copies `bytes` into the device-writable buffers; returns bytes written
-    /// (less than `bytes.count` when the chain is too small).
+    /// (less than `bytes.count` when the chain is too small). What it wrote
+    /// is marked in the dirty log.
     public func scatter(_ bytes: UnsafeRawBufferPointer) -> Int {
         var written = 0
         for i in 0..<writableCount where written < bytes.count {
             let s = writable[i]
             let n = min(s.length, bytes.count - written)
             s.host.copyMemory(from: bytes.baseAddress! + written, byteCount: n)
+            dirtyLog?.mark(gpa: s.gpa, length: UInt64(n))
             written += n
         }
         return written

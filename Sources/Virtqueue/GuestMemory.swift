@@ -124,10 +124,19 @@ public final class GuestMemory: @unchecked Sendable {
     public static let maxRegions = 32
 
     public let regions: [MappedRegion]  // sorted by guest physical address
+    /// The connection's dirty-page log: whoever writes through this table
+    /// marks what it wrote (a migration copies those pages again).
+    public let dirtyLog: DirtyLog?
 
-    public static let empty = GuestMemory(validated: [])
+    public static let empty = GuestMemory(validated: [], dirtyLog: nil)
 
-    private init(validated: [MappedRegion]) { self.regions = validated }
+    /// A table with no regions yet whose writers will log to `dirtyLog`.
+    public static func empty(dirtyLog: DirtyLog?) -> GuestMemory { GuestMemory(validated: [], dirtyLog: dirtyLog) }
+
+    private init(validated: [MappedRegion], dirtyLog: DirtyLog?) {
+        self.regions = validated
+        self.dirtyLog = dirtyLog
+    }
 
     /// Validates descriptors (no wrap, no overlap in guest-physical or front-end
     /// address space) before mapping anything.
@@ -159,21 +168,22 @@ public final class GuestMemory: @unchecked Sendable {
     }
 
     /// Maps a whole table. `fds[i]` backs `descriptors[i]`; fds are not closed here.
-    public convenience init(descriptors: [MemoryRegionDescriptor], fds: [Int32]) throws(GuestMemoryError) {
+    public convenience init(descriptors: [MemoryRegionDescriptor], fds: [Int32], dirtyLog: DirtyLog? = nil) throws(GuestMemoryError) {
         try GuestMemory.validate(descriptors)
         var mapped: [MappedRegion] = []
         mapped.reserveCapacity(descriptors.count)
         for (i, d) in descriptors.enumerated() {
             mapped.append(try MappedRegion(fd: fds[i], d, index: i))
         }
-        self.init(validated: mapped.sorted { $0.descriptor.guestPhysAddr < $1.descriptor.guestPhysAddr })
+        self.init(validated: mapped.sorted { $0.descriptor.guestPhysAddr < $1.descriptor.guestPhysAddr }, dirtyLog: dirtyLog)
     }
 
     /// A new table with one more region (ADD_MEM_REG).
     public func adding(_ region: MappedRegion) throws(GuestMemoryError) -> GuestMemory {
         let all = regions.map(\.descriptor) + [region.descriptor]
         try GuestMemory.validate(all)
-        return GuestMemory(validated: (regions + [region]).sorted { $0.descriptor.guestPhysAddr < $1.descriptor.guestPhysAddr })
+        return GuestMemory(validated: (regions + [region]).sorted { $0.descriptor.guestPhysAddr < $1.descriptor.guestPhysAddr },
+                           dirtyLog: dirtyLog)
     }
 
     /// A new table without the region matching `d` by guest address and size (REM_MEM_REG).
@@ -183,7 +193,7 @@ public final class GuestMemory: @unchecked Sendable {
         }
         var r = regions
         r.remove(at: i)
-        return GuestMemory(validated: r)
+        return GuestMemory(validated: r, dirtyLog: dirtyLog)
     }
 
     /// Host pointer for `length` bytes at guest physical address `gpa`, only if

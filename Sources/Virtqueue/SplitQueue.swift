@@ -51,6 +51,10 @@ public struct SplitQueue {
     public var indirect: Bool
     public private(set) var lastAvailIdx: UInt16
     public private(set) var usedIdx: UInt16
+    /// Where writes to the used ring are logged during a migration: the
+    /// front-end's `log_guest_addr` for this ring (VHOST_VRING_F_LOG), nil
+    /// while it does not ask.
+    public var usedLog: (log: DirtyLog, gpa: UInt64)?
     private var signalledUsed: UInt16 = 0
     private var signalledUsedValid = false
 
@@ -120,7 +124,7 @@ public struct SplitQueue {
     /// Walks the chain starting at `head` into `chain`, checking every index,
     /// length and address (virtio 1.x 2.7.5 / 2.7.7 rules).
     public func walk(head: UInt16, memory: GuestMemory, into chain: DescriptorChain) throws(ChainError) {
-        chain.reset(head: head)
+        chain.reset(head: head, dirtyLog: memory.dirtyLog)
         let limit = Int(size)
         var table = layout.desc
         var tableSize = Int(size)
@@ -155,10 +159,10 @@ public struct SplitQueue {
                     throw .addressOutOfRange(gpa: addr, length: len)
                 }
                 if flags & Self.descFWrite != 0 {
-                    chain.appendWritable(p, Int(len))
+                    chain.appendWritable(p, Int(len), gpa: addr)
                 } else {
                     if chain.writableCount > 0 { throw .readableAfterWritable(index: seen - 1) }
-                    chain.appendReadable(p, Int(len))
+                    chain.appendReadable(p, Int(len), gpa: addr)
                 }
             }
             if flags & Self.descFNext == 0 { return }
@@ -175,6 +179,8 @@ public struct SplitQueue {
         e.storeBytes(of: length.littleEndian, toByteOffset: 4, as: UInt32.self)
         usedIdx &+= 1
         pvz_store_release_u16(usedIdxPtr, usedIdx.littleEndian)
+        // flags, idx and the ring up to this element
+        if let l = usedLog { l.log.mark(gpa: l.gpa, length: UInt64(4 + 8 * (slot + 1))) }
     }
 
     /// Whether the driver wants an interrupt for what was used since the last
@@ -202,6 +208,7 @@ public struct SplitQueue {
     public func armAndRecheck() -> Bool {
         if eventIdx {
             pvz_store_release_u16(availEventPtr, lastAvailIdx.littleEndian)
+            if let l = usedLog { l.log.mark(gpa: l.gpa + 4 + 8 * UInt64(size), length: 2) }
         }
         pvz_fence_seq_cst()
         return availIdx() != lastAvailIdx

@@ -14,7 +14,7 @@ final class MockGuestMemory {
     let memory: GuestMemory
 
     /// Regions as (guest physical address, size); each gets its own memfd.
-    init(_ layout: [(gpa: UInt64, size: UInt64)] = [(0, 0x10_0000)]) throws {
+    init(_ layout: [(gpa: UInt64, size: UInt64)] = [(0, 0x10_0000)], dirtyLog: DirtyLog? = nil) throws {
         var rs: [Region] = []
         for (gpa, size) in layout {
             let fd = pvz_memfd_create("mock-guest", UInt32(MFD_CLOEXEC))
@@ -24,7 +24,7 @@ final class MockGuestMemory {
         regions = rs
         memory = try GuestMemory(
             descriptors: rs.map { MemoryRegionDescriptor(guestPhysAddr: $0.gpa, size: $0.size, userAddr: $0.gpa, mmapOffset: 0) },
-            fds: rs.map(\.fd))
+            fds: rs.map(\.fd), dirtyLog: dirtyLog)
     }
 
     deinit { for r in regions { close(r.fd) } }

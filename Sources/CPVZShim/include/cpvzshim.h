@@ -62,5 +62,8 @@ static inline uint32_t pvz_load_acquire_u32(const void *p) { return __atomic_loa
 static inline void pvz_store_release_u32(void *p, uint32_t v) { __atomic_store_n((uint32_t *)p, v, __ATOMIC_RELEASE); }
 static inline uint64_t pvz_load_acquire_u64(const void *p) { return __atomic_load_n((const uint64_t *)p, __ATOMIC_ACQUIRE); }
 static inline void pvz_store_release_u64(void *p, uint64_t v) { __atomic_store_n((uint64_t *)p, v, __ATOMIC_RELEASE); }
+/* Sets bits in a byte another process reads and clears (a dirty log): release, so the
+ * write being logged is visible before its bit. */
+static inline void pvz_or_release_u8(void *p, uint8_t v) { __atomic_fetch_or((uint8_t *)p, v, __ATOMIC_RELEASE); }
 
 #endif

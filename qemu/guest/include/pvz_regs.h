@@ -19,6 +19,9 @@
 #define PVZ_REG_FW_COMPLETED_SEQ_HI 0x028
 #define PVZ_REG_CNT_CALLS           0x040
 #define PVZ_REG_CNT_KICKS           0x044
+#define PVZ_REG_CNT_COMMANDS        0x048
+#define PVZ_REG_CNT_FAULTS          0x04C
+#define PVZ_REG_CNT_EVENTS_RAISED   0x054
 
 #define PVZ_CORE_ID_V1              0x505A0001u  /* "PZ", layout version 1 */
 #define PVZ_FW_EVENT_KICK_DONE      0            /* firmware event code: kick served */

@@ -7,11 +7,12 @@
  *   pvz.osid=N                 this guest's OSID
  *   pvz.carveout=IPA:SIZE      this guest's carve-out (regs bank + host heaps)
  *   pvz.mode=M[,M...]          full | steady | offline-watch | reconnect | hammer |
- *                              map-and-exit | hold-heaps | bench
+ *                              map-and-exit | hold-heaps | bench | migrate
  * "pvz-test claimed" (argument, not command line): only the checks of a
  * device an in-kernel client has claimed (scripts/vm-test ddk).
  *   pvz.bench=N                hypercalls timed by the benchmark (>= 10000)
- *   pvz.loop_s=S               duration bound of the loop modes
+ *   pvz.loop_s=S               duration bound of the loop modes (migrate also
+ *                              ends when the host writes "stop" to ttyS1)
  * Output: one "PVZTEST <name> PASS|FAIL <detail>" line per check,
  * "PVZBENCH ..." lines, "PVZREADY <mode>" when a loop mode starts (the host
  * script waits for it), and a last line "N passed, N failed".
@@ -28,6 +29,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 #include "virtio_pvz_uapi.h"
@@ -922,6 +924,267 @@ static void mode_hammer(void)
 		read_reg(PVZ_REG_CORE_ID, NULL, 0);
 }
 
+/* ---- migrate: calls and firmware kicks while the host migrates the VM ---- */
+
+/*
+ * What the guest counts, and what the host checks at the end: every call
+ * answered OK, every kick's commands run exactly once (completed_seq and
+ * the fence carry on, TIMESTAMP only grows), every kick's two events (its
+ * IRQ command's, then KICK_DONE) arriving once and in order, and the
+ * device's own counters (they migrate with the register bank) agreeing.
+ */
+static struct {
+	__u64 calls, calls_failed, scratch_bad;
+	__u64 kicks, kick_errors, seq_timeouts, seq_wrong, fence_bad;
+	__u64 ts_last, ts_backwards;
+	__u64 ev_irq, ev_done, ev_lost, ev_doubled, ev_faults, ev_other;
+	__u64 want_irq, want_done;	/* seq of the next event of each kind */
+	__u64 worst_call_ns, worst_kick_ns;
+} mig;
+
+#define MIG_FENCE      0x100040
+#define MIG_TIMESTAMP  0x100048
+#define MIG_IRQ_BASE   0xC0DE0000u
+
+static void mig_call(uint32_t st)
+{
+	mig.calls++;
+	if (st != PVZ_OK)
+		mig.calls_failed++;
+}
+
+/* One event against what the kicks so far must have caused. */
+static void mig_event(const struct pvz_event *e)
+{
+	__u64 *want, *got;
+
+	if (e->type == PVZ_EVENT_FIRMWARE && e->code == PVZ_FW_EVENT_KICK_DONE) {
+		want = &mig.want_done;
+		got = &mig.ev_done;
+	} else if (e->type == PVZ_EVENT_FIRMWARE && (e->code & 0xFFFF0000u) == MIG_IRQ_BASE) {
+		want = &mig.want_irq;
+		got = &mig.ev_irq;
+	} else {
+		if (e->type == PVZ_EVENT_FIRMWARE && e->code == PVZ_FW_FAULT_CODE)
+			mig.ev_faults++;
+		else
+			mig.ev_other++;
+		printf("PVZINFO migrate unexpected event type=%u code=%#x value=%#llx\n", e->type, e->code,
+		       e->value);
+		return;
+	}
+	/* seq values of one kind grow by 3 per kick (IRQ, FENCE, TIMESTAMP) */
+	if (e->value == *want) {
+		(*got)++;
+		*want += 3;
+	} else if (e->value < *want) {
+		mig.ev_doubled++;
+		printf("PVZINFO migrate event again code=%#x value=%llu (next expected %llu)\n", e->code,
+		       e->value, *want);
+	} else {
+		mig.ev_lost += (e->value - *want) / 3;
+		printf("PVZINFO migrate events lost code=%#x value=%llu (expected %llu)\n", e->code,
+		       e->value, *want);
+		(*got)++;
+		*want = e->value + 3;
+	}
+}
+
+static void mig_events(int want, int ms)
+{
+	struct pvz_event ev[32];
+	int n, i;
+
+	n = read_events(ev, 32, want, ms);
+	for (i = 0; i < n; i++)
+		mig_event(&ev[i]);
+}
+
+/* One kick: IRQ, FENCE(kick number), TIMESTAMP; then its completion. */
+static void mig_kick(void)
+{
+	__u64 first = next_seq, kickno = mig.kicks + 1, ts, a = now_ns(), d;
+
+	put_cmd(PVZ_OP_IRQ, MIG_IRQ_BASE | (kickno & 0xFFFF), 0);
+	put_cmd(PVZ_OP_FENCE, MIG_FENCE, kickno);
+	put_cmd(PVZ_OP_TIMESTAMP, MIG_TIMESTAMP, 0);
+	if (kick()) {
+		mig.kick_errors++;
+		printf("PVZINFO migrate kick %llu failed: %s\n", kickno, errstr());
+		next_seq = first;
+		wr = (wr + ring_size - 3 * PVZ_CMD_SIZE) % ring_size;
+		return;
+	}
+	mig.kicks++;
+	if (!wait_seq(next_seq - 1, 10000)) {
+		mig.seq_timeouts++;
+		printf("PVZINFO migrate kick %llu: completed_seq %llu, want %llu after 10 s\n", kickno,
+		       *RING64(PVZ_RING_OFF_SEQ), next_seq - 1);
+	} else if (*RING64(PVZ_RING_OFF_SEQ) != next_seq - 1) {
+		mig.seq_wrong++;
+	}
+	d = now_ns() - a;
+	if (d > mig.worst_kick_ns)
+		mig.worst_kick_ns = d;
+	if (*RING64(MIG_FENCE) != kickno)
+		mig.fence_bad++;
+	ts = *RING64(MIG_TIMESTAMP);
+	if (ts <= mig.ts_last) {
+		mig.ts_backwards++;
+		printf("PVZINFO migrate TIMESTAMP went from %llu to %llu at kick %llu\n", mig.ts_last, ts, kickno);
+	}
+	mig.ts_last = ts;
+	/* both events of this kick, and anything a bug would add */
+	mig_events(2, 3000);
+}
+
+/* A line from the host on ttyS1 (opened once, non-blocking). */
+static bool mig_stop_requested(int tty)
+{
+	static char line[64];
+	static size_t len;
+	char c;
+
+	while (tty >= 0 && read(tty, &c, 1) == 1) {
+		if (c == '\r')
+			continue;
+		if (c != '\n') {
+			if (len < sizeof(line) - 1)
+				line[len++] = c;
+			continue;
+		}
+		line[len] = 0;
+		len = 0;
+		printf("PVZGOT %s\n", line);
+		if (!strcmp(line, "stop"))
+			return true;
+	}
+	return false;
+}
+
+static uint32_t reg(uint32_t off)
+{
+	uint32_t v = 0;
+
+	mig_call(read_reg(off, &v, 0));
+	return v;
+}
+
+static void mode_migrate(void)
+{
+	struct pvz_dev_config d = { 0 };
+	__u64 end = now_ns() + (__u64)arg.loop_s * 1000000000ull, t0 = now_ns(), next_report = 0;
+	uint32_t calls0, kicks0, cmds0, calls1, kicks1, cmds1, faults0, faults1;
+	__u64 calls_at0, calls_at1;
+	bool stopped = false;
+	struct termios tio;
+	int tty;
+
+	do_ioctl(PVZ_IOC_CREATE_DEV_CONFIG, &d, &d.hdr);
+	if (!expect_st("migrate.map_fw_heap", map_fw_heap(&fwh), PVZ_OK))
+		return;
+	heap = mmap(NULL, fwh.size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, PVZ_MMAP_FW_HEAP);
+	if (!check("migrate.fw_heap.mmap", heap != MAP_FAILED, "errno=%s", heap == MAP_FAILED ? strerror(errno) : "0")) {
+		heap = NULL;
+		return;
+	}
+	memset((void *)heap, 0, PVZ_RING_HDR_SIZE + ring_size);
+	*RING32(PVZ_RING_OFF_SIZE) = ring_size;
+	*RING32(PVZ_RING_OFF_WRITE) = 0;
+	__atomic_store_n((uint32_t *)(heap + PVZ_RING_OFF_MAGIC), PVZ_RING_MAGIC, __ATOMIC_RELEASE);
+	write_reg(PVZ_REG_IRQ_ENABLE, PVZ_IRQ_STATUS_FW | PVZ_IRQ_STATUS_VMM);
+	drain_events();
+	mig.want_irq = next_seq;
+	mig.want_done = next_seq + 2;
+
+	/* raw, so a line arrives without the tty echoing or editing it */
+	tty = open("/dev/ttyS1", O_RDONLY | O_NONBLOCK | O_NOCTTY);
+	if (tty >= 0 && !tcgetattr(tty, &tio)) {
+		cfmakeraw(&tio);
+		tcsetattr(tty, TCSANOW, &tio);
+	}
+	/* the counters first: they must move by exactly what this loop does */
+	calls_at0 = mig.calls;
+	calls0 = reg(PVZ_REG_CNT_CALLS);
+	kicks0 = reg(PVZ_REG_CNT_KICKS);
+	cmds0 = reg(PVZ_REG_CNT_COMMANDS);
+	faults0 = reg(PVZ_REG_CNT_FAULTS);
+	printf("PVZREADY migrate tty=%s\n", tty >= 0 ? "ttyS1" : strerror(errno));
+	fflush(stdout);
+	while (now_ns() < end) {
+		__u64 a = now_ns(), dt;
+		uint32_t v = 0, i = (uint32_t)mig.calls;
+
+		if (mig_stop_requested(tty)) {
+			stopped = true;
+			break;
+		}
+		mig_call(read_reg(PVZ_REG_CORE_ID, NULL, 0));
+		mig_call(write_reg(PVZ_REG_SCRATCH, i));
+		mig_call(read_reg(PVZ_REG_SCRATCH, &v, 0));
+		if (v != i)
+			mig.scratch_bad++;
+		dt = (now_ns() - a) / 3;
+		if (dt > mig.worst_call_ns)
+			mig.worst_call_ns = dt;
+		mig_kick();
+		if (now_ns() >= next_report) {
+			printf("PVZMIG progress t_s=%.1f calls=%llu failed=%llu kicks=%llu completed_seq=%llu "
+			       "timestamp=%llu events=%llu\n", (now_ns() - t0) / 1e9, mig.calls, mig.calls_failed,
+			       mig.kicks, *RING64(PVZ_RING_OFF_SEQ), mig.ts_last, mig.ev_irq + mig.ev_done);
+			next_report = now_ns() + 1000000000ull;
+		}
+	}
+	mig_events(0, 300); /* late or doubled events would show here */
+	/* CNT_CALLS counts each call once: calls1 - calls0 is every call after calls0, calls1 included. */
+	calls1 = reg(PVZ_REG_CNT_CALLS);
+	calls_at1 = mig.calls;
+	kicks1 = reg(PVZ_REG_CNT_KICKS);
+	cmds1 = reg(PVZ_REG_CNT_COMMANDS);
+	faults1 = reg(PVZ_REG_CNT_FAULTS);
+	printf("PVZMIG summary stop=%s calls=%llu failed=%llu scratch_bad=%llu kicks=%llu kick_errors=%llu "
+	       "seq_timeouts=%llu seq_wrong=%llu completed_seq=%llu fence_bad=%llu timestamp=%llu "
+	       "ts_backwards=%llu ev_irq=%llu ev_done=%llu ev_lost=%llu ev_doubled=%llu ev_faults=%llu "
+	       "ev_other=%llu worst_call_ms=%.1f worst_kick_ms=%.1f dev_calls=%u dev_kicks=%u dev_commands=%u "
+	       "dev_faults=%u\n",
+	       stopped ? "host" : "loop_s", mig.calls, mig.calls_failed, mig.scratch_bad, mig.kicks,
+	       mig.kick_errors, mig.seq_timeouts, mig.seq_wrong, *RING64(PVZ_RING_OFF_SEQ), mig.fence_bad,
+	       mig.ts_last, mig.ts_backwards, mig.ev_irq, mig.ev_done, mig.ev_lost, mig.ev_doubled,
+	       mig.ev_faults, mig.ev_other, mig.worst_call_ns / 1e6, mig.worst_kick_ns / 1e6,
+	       calls1 - calls0, kicks1 - kicks0, cmds1 - cmds0, faults1 - faults0);
+	check("migrate.stopped_by_host", stopped, "the host's \"stop\" %s", stopped ? "arrived" : "never came");
+	check("migrate.calls", mig.calls > 0 && !mig.calls_failed && !mig.scratch_bad,
+	      "calls=%llu failed=%llu scratch_mismatches=%llu", mig.calls, mig.calls_failed, mig.scratch_bad);
+	check("migrate.kicks", mig.kicks > 0 && !mig.kick_errors && !mig.seq_timeouts && !mig.seq_wrong,
+	      "kicks=%llu errors=%llu completed_seq_timeouts=%llu completed_seq_wrong=%llu", mig.kicks,
+	      mig.kick_errors, mig.seq_timeouts, mig.seq_wrong);
+	check("migrate.completed_seq", *RING64(PVZ_RING_OFF_SEQ) == next_seq - 1 && *RING32(PVZ_RING_OFF_READ) == wr,
+	      "completed_seq=%llu want %llu read_offset=%u want %u", *RING64(PVZ_RING_OFF_SEQ), next_seq - 1,
+	      *RING32(PVZ_RING_OFF_READ), wr);
+	check("migrate.fences", !mig.fence_bad, "wrong fence values=%llu", mig.fence_bad);
+	check("migrate.timestamp_monotonic", !mig.ts_backwards && mig.ts_last, "backwards=%llu last=%llu",
+	      mig.ts_backwards, mig.ts_last);
+	check("migrate.events_exactly_once",
+	      mig.ev_irq == mig.kicks && mig.ev_done == mig.kicks && !mig.ev_lost && !mig.ev_doubled &&
+	      !mig.ev_faults && !mig.ev_other,
+	      "kicks=%llu irq_events=%llu done_events=%llu lost=%llu doubled=%llu faults=%llu other=%llu",
+	      mig.kicks, mig.ev_irq, mig.ev_done, mig.ev_lost, mig.ev_doubled, mig.ev_faults, mig.ev_other);
+	check("migrate.device_counters",
+	      calls1 - calls0 == calls_at1 - calls_at0 - 1 && kicks1 - kicks0 == mig.kicks &&
+	      cmds1 - cmds0 == 3 * mig.kicks && faults1 == faults0,
+	      "device calls=%u kicks=%u commands=%u faults=%u; guest calls=%llu kicks=%llu commands=%llu",
+	      calls1 - calls0, kicks1 - kicks0, cmds1 - cmds0, faults1 - faults0, calls_at1 - calls_at0 - 1,
+	      mig.kicks, 3 * mig.kicks);
+	if (tty >= 0)
+		close(tty);
+	munmap((void *)heap, fwh.size);
+	heap = NULL;
+	expect_st("migrate.unmap_fw_heap", hdr_call(PVZ_IOC_UNMAP_FW_HEAP), PVZ_OK);
+	fwh.ipa = 0;
+	expect_st("migrate.destroy_dev_config", hdr_call(PVZ_IOC_DESTROY_DEV_CONFIG), PVZ_OK);
+	test_driver_counters();
+}
+
 int main(int argc, char **argv)
 {
 	char *m, *save;
@@ -964,6 +1227,8 @@ int main(int argc, char **argv)
 			mode_hold_heaps();
 		} else if (!strcmp(m, "hammer")) {
 			mode_hammer();
+		} else if (!strcmp(m, "migrate")) {
+			mode_migrate();
 		} else if (!strcmp(m, "bench")) {
 			bench();
 		} else {
