@@ -36,6 +36,18 @@ struct MigrationDirtyLogTests {
             }
             return pages
         }
+        /// Takes until every page of `expected` was seen or 2 s passed: the
+        /// daemon marks a page after its write, so the test can see a write
+        /// (a used element, an event) a moment before its mark.
+        func take(awaiting expected: Set<UInt64>) -> Set<UInt64> {
+            var pages = take()
+            let end = ContinuousClock.now + .seconds(2)
+            while !expected.isSubset(of: pages) && ContinuousClock.now < end {
+                usleep(1000)
+                pages.formUnion(take())
+            }
+            return pages
+        }
     }
 
     static func page(_ gpa: UInt64) -> UInt64 { gpa / 4096 }
@@ -83,7 +95,7 @@ struct MigrationDirtyLogTests {
         // A hypercall: its answer, the hypercallq's used ring, the register mirror.
         #expect(g.call(.readReg, Guest.u32(Reg.coreID))?.status == .ok)
         let carveout: UInt64 = 0x0800_0000
-        var dirty = log.take()
+        var dirty = log.take(awaiting: [Self.page(g.resp), Self.page(g.hypercallq.usedGPA), Self.page(carveout)])
         #expect(dirty.contains(Self.page(g.resp)))
         #expect(dirty.contains(Self.page(g.hypercallq.usedGPA)))
         #expect(dirty.contains(Self.page(carveout)))
@@ -97,7 +109,8 @@ struct MigrationDirtyLogTests {
         #expect(g.kick(writeOffset: 32))
         let done = try #require(g.nextEvent())
         #expect(done.code == 0 && done.value == 1)
-        dirty = log.take()
+        dirty = log.take(awaiting: [Self.page(Guest.fwHeap), Self.page(Guest.fwHeap + target), Self.page(g.kickq.usedGPA),
+                                    Self.page(g.eventq.usedGPA), Self.page(eventBuffer)])
         #expect(dirty.contains(Self.page(Guest.fwHeap)), "read_offset and completed_seq")
         #expect(dirty.contains(Self.page(Guest.fwHeap + target)), "the FENCE target")
         #expect(dirty.contains(Self.page(g.kickq.usedGPA)))
@@ -107,6 +120,7 @@ struct MigrationDirtyLogTests {
 
         // QEMU turns logging off when the migration ends: nothing more is marked.
         #expect(try fe.sendAcked(.setFeatures, payload: TestFrontEnd.u64(features)) == 0)
+        _ = log.take()   // marks of writes made while it was on
         #expect(g.call(.readReg, Guest.u32(Reg.coreID))?.status == .ok)
         #expect(log.take().isEmpty)
     }
