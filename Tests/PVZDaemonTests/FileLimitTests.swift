@@ -109,4 +109,16 @@ struct FileLimitTests {
             #expect(!maps.contains(lib), "\(lib) is mapped into the daemon")
         }
     }
+
+    /// A libvirt URI of a file-based driver (`test:///default` reads its
+    /// directories and file systems in the client): the sandboxed daemon
+    /// connects and lives; an admin's URI must never get it killed by seccomp.
+    @Test func aFileBasedLibvirtDriverLivesInTheSandbox() throws {
+        let d = try LimitedDaemon(ulimit: "true", extra: ["--libvirt-uri", "test:///default", "--seccomp", "kill"])
+        try d.waitListening()
+        for _ in 0..<300 where !d.logText.contains("libvirt connected") && d.process.isRunning { usleep(10_000) }
+        usleep(300_000)
+        #expect(d.process.isRunning, "the daemon died (status \(d.process.isRunning ? 0 : d.process.terminationStatus)): \(d.logText)")
+        #expect(d.logText.contains("libvirt connected"), "log: \(d.logText)")
+    }
 }
