@@ -26,8 +26,9 @@ let package = Package(
         .target(name: "Platform", dependencies: ["CPVZShim"], swiftSettings: swiftSettings),
         // libfdt from Debian's libfdt-dev (no pkg-config file there).
         .systemLibrary(name: "CLibFDT", providers: [.apt(["libfdt-dev"])]),
-        // libvirt's C API from libvirt-dev.
-        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        // libvirt's C API from libvirt-dev: its types and constants only. No pkgConfig, no link:
+        // VMManager opens libvirt.so.0 when a listener starts (LibvirtLibrary.swift).
+        .systemLibrary(name: "CLibvirt", providers: [.apt(["libvirt-dev"])]),
 
         // Listening Unix sockets that never take over another's, socket activation, peer checks.
         .target(name: "CSafeSockets"),
@@ -70,7 +71,16 @@ let package = Package(
             "PVZDaemon", "SafeSockets", "Sandbox", "VMManager",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: swiftSettings),
+        ], swiftSettings: swiftSettings,
+           // The release daemon links the Swift runtime statically (what `--static-swift-stdlib` does), so
+           // every build of it (scripts/run, install, bench, tests) is the one measured: the process maps
+           // only the pages it uses instead of ~10 shared Swift libraries (docs/benchmarks.md, memory).
+           // The modules import the shared runtime's FoundationEssentials, which does not name its static C shims.
+           linkerSettings: [
+               .unsafeFlags(["-static-stdlib"], .when(platforms: [.linux], configuration: .release)),
+               .linkedLibrary("_FoundationCShims", .when(platforms: [.linux], configuration: .release)),
+               .linkedLibrary("_FoundationCollections", .when(platforms: [.linux], configuration: .release)),
+           ]),
         // scripts/bench: the hot path's figures (a benchmark, not a test).
         .target(name: "CMallocCounter"),
         .executableTarget(name: "pvz-bench", dependencies: [
@@ -97,7 +107,9 @@ let package = Package(
         .testTarget(name: "PVZServerTests", dependencies: ["PVZContract", "PVZServer"], swiftSettings: swiftSettings),
         .testTarget(name: "GPUModelTests", dependencies: ["GPUModel", "PVZContract", "PVZServer"], swiftSettings: swiftSettings),
         .testTarget(name: "DeviceTreeTests", dependencies: ["DeviceTree", "CLibFDT", "PVZContract"], swiftSettings: swiftSettings),
-        .testTarget(name: "VMManagerTests", dependencies: ["VMManager", "CLibvirt", "Platform", "PVZContract"], swiftSettings: swiftSettings),
+        .testTarget(name: "VMManagerTests", dependencies: ["VMManager", "CLibvirt", "Platform", "PVZContract"], swiftSettings: swiftSettings,
+                    // The daemon opens libvirt.so.0 itself (LibvirtLibrary); the tests drive libvirt directly.
+                    linkerSettings: [.linkedLibrary("virt")]),
         .testTarget(name: "DeployTests", dependencies: [
             "SafeSockets", "CSafeSockets", "Sandbox", "PVZDaemon", "PVZContract", "PVZServer", "VhostUser", "VMManager", "CPVZShim", "Platform", "TestFrontEnd",
             .product(name: "Logging", package: "swift-log"),

@@ -126,11 +126,17 @@ public final class FirmwareInstance: Sendable {
         // Non-escaping all the way down: the kick path allocates nothing.
         let r = state.withLock { s -> FirmwareRunResult? in
             guard let heap = s.heap else { return nil }
-            let wrote = s.wrote ?? { _, _ in }
-            return s.firmware.run(heap: heap, upTo: writeOffset, clockNs: bank.clockNs, deadline: {
+            func deadline() -> Bool {
                 stopRequests.load(ordering: .relaxed) != 0
                     || (deadlineNs != 0 && bank.clockNs >= deadlineNs && yield())
-            }, wrote: wrote) { bank.raise($0) }
+            }
+            // Not `s.wrote ?? {}`: a closure through the generic `??` is
+            // re-abstracted, two allocations per kick.
+            guard let wrote = s.wrote else {
+                return s.firmware.run(heap: heap, upTo: writeOffset, clockNs: bank.clockNs, deadline: deadline) { bank.raise($0) }
+            }
+            return s.firmware.run(heap: heap, upTo: writeOffset, clockNs: bank.clockNs, deadline: deadline,
+                                  wrote: wrote) { bank.raise($0) }
         }
         if let r { bank.recordKick(r) }
         return r

@@ -1,4 +1,12 @@
+// FoundationEssentials, not Foundation: keeps libFoundation and ICU out of the daemon (docs/benchmarks.md, memory).
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import PVZContract
 import PVZServer
@@ -85,7 +93,8 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
 /// Numbers in configs and flags: decimal, 0x-hex, with an optional K/M/G suffix for sizes.
 public enum NumberParser {
     public static func parse(_ text: String) -> UInt64? {
-        var t = text.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "_", with: "")
+        let blank: (Character) -> Bool = { $0.isWhitespace && !$0.isNewline }
+        var t = String(text.drop(while: blank).reversed().drop(while: blank).reversed()).replacing("_", with: "")
         var mult: UInt64 = 1
         let isHex = t.lowercased().hasPrefix("0x")
         if !isHex, let last = t.last {

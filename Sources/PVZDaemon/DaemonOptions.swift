@@ -1,4 +1,12 @@
+// FoundationEssentials, not Foundation: keeps libFoundation and ICU out of the daemon (docs/benchmarks.md, memory).
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import PVZContract
 import PVZServer
@@ -19,14 +27,14 @@ public struct OptionNames: Sendable, Equatable {
     public init(file: String? = nil, path: String = "") { self.file = file; self.path = path }
 
     public func name(_ key: String) -> String {
-        guard let file, !fromFlags.contains(key) else { return "--" + key.replacingOccurrences(of: "_", with: "-") }
+        guard let file, !fromFlags.contains(key) else { return "--" + key.replacing("_", with: "-") }
         let at = positions[key].map { "\($0): " } ?? ""
         return "\(file): \(at)\(path.isEmpty ? key : "\(path).\(key)")"
     }
 
     /// The option's bare name, for mentioning it inside another's message.
     public func shortName(_ key: String) -> String {
-        file == nil || fromFlags.contains(key) ? "--" + key.replacingOccurrences(of: "_", with: "-") : key
+        file == nil || fromFlags.contains(key) ? "--" + key.replacing("_", with: "-") : key
     }
 
     /// The object itself (for "missing key" errors).
@@ -90,9 +98,9 @@ public struct DaemonOptions: Sendable, Equatable {
 
     public static func load(path: String) throws(ConfigError) -> DaemonOptions {
         guard let data = FileManager.default.contents(atPath: path) else {
-            var isDir: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
-                throw ConfigError("cannot read config file \(path): \(isDir.boolValue ? "it is a directory" : "permission denied")")
+            var st = stat()
+            if stat(path, &st) == 0 {
+                throw ConfigError("cannot read config file \(path): \(st.st_mode & S_IFMT == S_IFDIR ? "it is a directory" : "permission denied")")
             }
             throw ConfigError("cannot read config file \(path): no such file")
         }

@@ -266,7 +266,7 @@ public final class FirmwareProcessor: @unchecked Sendable {
             } while v.armAndRecheck()
         } catch {
             // A broken ring: stop serving it; the guest thread reports NEEDS_RESET.
-            release(osid, .drop)
+            _ = release(osid, .drop)
             slot.gpu.kickqBroken(error.description)
             return
         }

@@ -1,4 +1,12 @@
+// FoundationEssentials, not Foundation: keeps libFoundation and ICU out of the daemon (docs/benchmarks.md, memory).
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import PVZContract
 import PVZServer
 import Synchronization
@@ -44,7 +52,7 @@ public final class StateStore: Sendable {
             } catch {
                 return "saving state to \(path): \(error)"
             }
-            let dir = (path as NSString).deletingLastPathComponent
+            let dir = path.lastIndex(of: "/").map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? ""
             if !dir.isEmpty {
                 do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
                     return "saving state to \(path): \(error)"

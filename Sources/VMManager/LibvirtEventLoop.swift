@@ -12,6 +12,7 @@ enum LibvirtEventLoop {
     static func ensureRunning() throws {
         try started.withLock { running in
             if running { return }
+            try LibvirtLibrary.load()
             // libvirt's default error handler prints every error to stderr;
             // the listener reports errors itself, through the logger.
             virSetErrorFunc(nil, { _, _ in })
@@ -35,6 +36,7 @@ public struct LibvirtError: Error, CustomStringConvertible, Equatable {
 
 /// The calling thread's last libvirt error.
 func lastLibvirtError() -> String {
+    if case .failure(let e) = LibvirtLibrary.shared { return e.message }
     guard let m = virGetLastErrorMessage() else { return "unknown libvirt error" }
     return String(cString: m)
 }

@@ -5,6 +5,7 @@
 //   rss     resident memory of the daemon binary with 1 and 7 guests
 // Usage: pvz-bench [hot|multi|kick|rss|all] [iterations]
 import Foundation
+import PVZDaemon
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -54,11 +55,20 @@ func kick(hypercall: Stats?) throws {
 func rss() throws {
     let bin = binDir + "/vhost-user-pvz"
     guard FileManager.default.isExecutableFile(atPath: bin) else { print("rss: \(bin) not built"); return }
-    let one = try daemonRSS(guests: 1, binary: bin)
-    let seven = try daemonRSS(guests: 7, binary: bin)
-    print("== daemon resident memory (\(bin))")
-    print(String(format: "1 guest: %.1f MiB   7 guests: %.1f MiB   per extra guest: %.0f KiB",
-                 Double(one) / 1024, Double(seven) / 1024, Double(seven - one) / 6))
+    // Two daemons (1 guest; 7 guests) as a user runs them, and the 7-guest one
+    // measured with 1 then 7 connected: the per-guest figure without the noise
+    // of two processes faulting in different code pages.
+    let one = try daemonFootprints(guests: 1, steps: [1], binary: bin)[0]
+    let steps = try daemonFootprints(guests: 7, steps: [1, 7], binary: bin)
+    let seven = steps[1]
+    print("== daemon resident memory (\(bin), guests connected, 100 calls each)")
+    print(String(format: "1 guest: %.1f MiB   7 guests: %.1f MiB   per extra guest: %.0f KiB (two daemons), %.0f KiB (one daemon, 1 -> 7 connected)",
+                 Double(one.rss) / 1024, Double(seven.rss) / 1024, Double(seven.rss - one.rss) / 6, Double(seven.rss - steps[0].rss) / 6))
+    for (n, f) in [(1, one), (7, seven)] {
+        print(String(format: "%d guest%@: anon %.1f MiB, file %.1f MiB, %d threads, %d fds open (worst case FileLimit.need: %d)",
+                     n, n == 1 ? "" : "s", Double(f.anon) / 1024, Double(f.file) / 1024, f.threads, f.fds, FileLimit.need(guests: n)))
+    }
+    print("shared libraries mapped: \(seven.libraries.joined(separator: " "))")
 }
 
 switch mode {

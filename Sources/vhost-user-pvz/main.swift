@@ -1,5 +1,10 @@
 import ArgumentParser
+// FoundationEssentials, not Foundation: keeps libFoundation and ICU out of the daemon (docs/benchmarks.md, memory).
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import PVZContract
 import PVZDaemon
@@ -183,10 +188,18 @@ struct VhostUserPVZ: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &set, nil)
         signal(SIGPIPE, SIG_IGN)
 
+        // Every guest's worst-case fds, before the sandbox (no setrlimit there) and the first socket.
+        let guests = config.guests.count
+        let fdLimit = FileLimit.ensure(need: FileLimit.need(guests: guests), guests: guests)
+        logger.log(level: fdLimit.level, "\(fdLimit)")
+
         // Sockets first (they may need root), then the sandbox, then the
         // daemon and its threads: every thread is born inside the sandbox.
         let listeners: ListenerPlan
         do {
+            // libvirt's library is opened here, not linked (docs/benchmarks.md, memory):
+            // loading it needs syscalls the sandbox drops.
+            if config.libvirtURI != nil { try LibvirtLibrary.load() }
             let inherited = try SystemdActivation.take(environment: ProcessInfo.processInfo.environment)
             listeners = try ListenerPlan.open(config, inherited: inherited)
         } catch {
@@ -229,7 +242,8 @@ struct VhostUserPVZ: ParsableCommand {
 }
 
 func printError(_ s: String) {
-    FileHandle.standardError.write(Data((s + "\n").utf8))
+    let line = Array((s + "\n").utf8)
+    _ = line.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }
 
 do {

@@ -37,6 +37,18 @@ struct MigrationDirtyLogTests {
             }
             return pages
         }
+        /// Takes until every page of `expected` was seen or 2 s passed: the
+        /// daemon marks a page after its write, so the test can see a write
+        /// (a used element, an event) a moment before its mark.
+        func take(awaiting expected: Set<UInt64>) -> Set<UInt64> {
+            var pages = take()
+            let end = ContinuousClock.now + .seconds(2)
+            while !expected.isSubset(of: pages) && ContinuousClock.now < end {
+                usleep(1000)
+                pages.formUnion(take())
+            }
+            return pages
+        }
     }
 
     static func page(_ gpa: UInt64) -> UInt64 { gpa / 4096 }
@@ -75,7 +87,7 @@ struct MigrationDirtyLogTests {
         #expect(g.call(.createDevConfig)?.status == .ok)
         #expect(g.mapFirmwareHeap() == .ok)
         #expect(g.call(.writeReg, Guest.u32(PVZRegister.irqEnable) + Guest.u32(3))?.status == .ok)
-        eventBuffers = g.postEventBuffers(4)
+        g.eventBuffers = g.postEventBuffers(4)
         g.initRing()
         let log = Log()
         try startLogging(fe, log, features: features)
@@ -84,7 +96,7 @@ struct MigrationDirtyLogTests {
         // A hypercall: its answer, the hypercallq's used ring, the register mirror.
         #expect(g.call(.readReg, Guest.u32(PVZRegister.coreID))?.status == .ok)
         let carveout: UInt64 = 0x0800_0000
-        var dirty = log.take()
+        var dirty = log.take(awaiting: [Self.page(g.resp), Self.page(g.hypercallq.usedGPA), Self.page(carveout)])
         #expect(dirty.contains(Self.page(g.resp)))
         #expect(dirty.contains(Self.page(g.hypercallq.usedGPA)))
         #expect(dirty.contains(Self.page(carveout)))
@@ -94,11 +106,12 @@ struct MigrationDirtyLogTests {
         // ring, the events (buffers and eventq's used ring).
         let target: UInt64 = 0x40_0000   // its own page, far from the ring
         g.command(0, op: 1, seq: 1, arg0: target, arg1: 0xF00D)
-        let eventBuffer = try #require(eventBuffers.first)
+        let eventBuffer = try #require(g.eventBuffers.first)
         #expect(g.kick(writeOffset: 32))
         let done = try #require(g.nextEvent())
         #expect(done.code == 0 && done.value == 1)
-        dirty = log.take()
+        dirty = log.take(awaiting: [Self.page(Guest.fwHeap), Self.page(Guest.fwHeap + target), Self.page(g.kickq.usedGPA),
+                                    Self.page(g.eventq.usedGPA), Self.page(eventBuffer)])
         #expect(dirty.contains(Self.page(Guest.fwHeap)), "read_offset and completed_seq")
         #expect(dirty.contains(Self.page(Guest.fwHeap + target)), "the FENCE target")
         #expect(dirty.contains(Self.page(g.kickq.usedGPA)))
@@ -108,6 +121,7 @@ struct MigrationDirtyLogTests {
 
         // QEMU turns logging off when the migration ends: nothing more is marked.
         #expect(try fe.sendAcked(.setFeatures, payload: TestFrontEnd.u64(features)) == 0)
+        _ = log.take()   // marks of writes made while it was on
         #expect(g.call(.readReg, Guest.u32(PVZRegister.coreID))?.status == .ok)
         #expect(log.take().isEmpty)
     }
@@ -147,7 +161,7 @@ struct KickqStopTests {
         let g = try h.connect(1)
         #expect(g.call(.createDevConfig)?.status == .ok)
         #expect(g.mapFirmwareHeap() == .ok)
-        eventBuffers = g.postEventBuffers(32)
+        g.eventBuffers = g.postEventBuffers(32)
         g.initRing()
         for slot in 0..<UInt32(127) { g.command(slot, op: 2, seq: UInt64(slot) + 1, arg0: 0x2000) }   // TIMESTAMPs
         // 32 doorbells at once (the limit a guest may queue), then the stop.

@@ -49,7 +49,6 @@ extension Guest {
     }
 }
 
-nonisolated(unsafe) var eventBuffers: [UInt64] = []
 
 @Suite("firmware ring, kicks and interrupts through the daemon", .serialized)
 struct FirmwareRingTests {
@@ -59,7 +58,7 @@ struct FirmwareRingTests {
         #expect(g.call(.createDevConfig)?.status == .ok)
         #expect(g.mapFirmwareHeap() == .ok)
         #expect(g.call(.writeReg, Guest.u32(PVZRegister.irqEnable) + Guest.u32(3))?.status == .ok)
-        eventBuffers = g.postEventBuffers(8)
+        g.eventBuffers = g.postEventBuffers(8)
         g.initRing()
         g.command(0, op: 1, seq: 1, arg0: 0x2000, arg1: 0xFEED_F00D_CAFE_BEEF)  // FENCE
         g.command(1, op: 2, seq: 2, arg0: 0x2008)                               // TIMESTAMP
@@ -96,7 +95,7 @@ struct FirmwareRingTests {
         let g = try h.connect(1)
         #expect(g.mapFirmwareHeap() == .ok)
         _ = g.call(.writeReg, Guest.u32(PVZRegister.irqEnable) + Guest.u32(3))
-        eventBuffers = g.postEventBuffers(8)
+        g.eventBuffers = g.postEventBuffers(8)
         g.initRing()
         g.command(0, op: 1, seq: 1, arg0: 0x4000_0000, arg1: 1)  // FENCE outside the 32 MiB heap
         g.command(1, op: 1, seq: 2, arg0: 0x2000, arg1: 7)       // fine
@@ -129,7 +128,7 @@ struct FirmwareRingTests {
         let h = try Harness()
         let g = try h.connect(1)
         _ = g.call(.writeReg, Guest.u32(PVZRegister.irqEnable) + Guest.u32(3))
-        eventBuffers = g.postEventBuffers(2)
+        g.eventBuffers = g.postEventBuffers(2)
         #expect(g.kick(writeOffset: 32))
         #expect(g.nextEvent()?.code == 0xE000_0001)
         // A kick buffer of the wrong size.
@@ -145,7 +144,7 @@ struct FirmwareRingTests {
         #expect(g.call(.createDevPhysHeaps)?.status == .ok)
         #expect(g2.mapFirmwareHeap() == .ok)
         _ = g.call(.writeReg, Guest.u32(PVZRegister.irqEnable) + Guest.u32(3))
-        eventBuffers = g.postEventBuffers(8)
+        g.eventBuffers = g.postEventBuffers(8)
         g.initRing()
         for i in 0..<100 { g.command(UInt32(i), op: 2, seq: UInt64(i + 1), arg0: 0x2008) }
         h.daemon.processor.pause()
@@ -185,7 +184,7 @@ struct HCSDeadlineTests {
         #expect(g.mapFirmwareHeap() == .ok)
         _ = g.call(.writeReg, Guest.u32(PVZRegister.irqEnable) + Guest.u32(1))
         #expect(h.daemon.handle(.configure(param: .name("HCS_DEADLINE"), value: 1), peer: PeerCredentials(pid: 0, uid: 0, gid: 0)).ok)
-        eventBuffers = g.postEventBuffers(4)
+        g.eventBuffers = g.postEventBuffers(4)
         g.initRing(size: 0x10000)
         let n = 2000
         for i in 0..<n { g.command(UInt32(i), op: 2, seq: UInt64(i + 1), arg0: 0x20000 + 8 * UInt64(i)) }

@@ -165,7 +165,7 @@ struct LifecycleTests {
         let before = h.daemon.guests[0].device.gpu.counters.faults
         try LifecycleTests.busyFirmware(g, kicks: 0, ringSize: 1 << 20)
         var faults: [GPUEvent] = []
-        eventBuffers = g.postEventBuffers(60)
+        g.eventBuffers = g.postEventBuffers(60)
         let n = GuestGPU.maxQueuedKicks + 20
         // The firmware held: every kick is taken and queued, none runs, so the
         // bound is exact (32 wait, 20 are refused).
@@ -222,14 +222,14 @@ struct LifecycleTests {
         #expect(g.mapFirmwareHeap() == .ok)
         g.initRing()
         for i in 0..<40 { g.command(UInt32(i), op: 3, seq: UInt64(i + 1), arg0: 0x40 + UInt64(i)) }
-        eventBuffers = g.postEventBuffers(8)
+        g.eventBuffers = g.postEventBuffers(8)
         #expect(g.kick(writeOffset: 40 * 32))
         var got: [GPUEvent] = []
         var rounds = 0
         while got.count < 41 && rounds < 12 {
             // Each posted buffer takes one event; read what was posted.
             for _ in 0..<min(8, 41 - got.count) { if let e = g.nextEvent() { got.append(e) } }
-            if got.count < 41 { eventBuffers += g.postEventBuffers(8) }
+            if got.count < 41 { g.eventBuffers += g.postEventBuffers(8) }
             rounds += 1
         }
         #expect(got.count == 41, "only \(got.count) of 41 events arrived")

@@ -58,6 +58,8 @@ final class Guest {
     let fe: TestFrontEnd
     let req: UInt64, resp: UInt64
     var requestID: UInt32 = 0
+    /// Buffers this guest posted on eventq, in order (what `nextEvent` reads).
+    var eventBuffers: [UInt64] = []
     init(fe: TestFrontEnd) {
         self.fe = fe
         req = fe.alloc(256)

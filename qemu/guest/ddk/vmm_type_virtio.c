@@ -173,6 +173,11 @@ static PVRSRV_ERROR VirtioResult(const char *pszCall, int iResult)
 
 	if (iResult < 0)
 		pr_err(VV_PREFIX "%s: transport error %d -> PVRSRV_ERROR %d\n", pszCall, iResult, eError);
+	else if (iResult == PVZ_NOT_IMPLEMENTED)
+		/* The calls differ between DDK ABIs (1.13+ have only Map and
+		 * Unmap): the usual cause is a host of another ABI. */
+		pr_warn_ratelimited(VV_PREFIX "%s: host answered NOT_IMPLEMENTED (%d) -> PVRSRV_ERROR %d: does the host speak this DDK's ABI (VMM_VIRTIO_DDK_ABI %d; vhost-user-pvz --ddk-abi)?\n",
+				    pszCall, iResult, eError, VMM_VIRTIO_DDK_ABI);
 	else if (iResult > 0)
 		pr_warn_ratelimited(VV_PREFIX "%s: host answered %s (%d) -> PVRSRV_ERROR %d\n", pszCall,
 				    VirtioStatusName(iResult), iResult, eError);

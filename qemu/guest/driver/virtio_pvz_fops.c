@@ -285,6 +285,35 @@ static long pvz_raw(struct pvz_dev *p, struct pvz_raw *a)
 	return err;
 }
 
+/* The commands whose argument starts with struct pvz_call_hdr. */
+static bool pvz_ioctl_has_hdr(unsigned int cmd)
+{
+	switch (cmd) {
+	case PVZ_IOC_GET_CONFIG:
+	case PVZ_IOC_RAW:
+	case PVZ_IOC_KICK:
+	case PVZ_IOC_DEBUG_BREAK_RING:
+		return false;
+	}
+	return true;
+}
+
+/*
+ * A call that failed once the device was reached still tells the caller its
+ * request id: the id of the request it put on hypercallq (the device may
+ * have run it, or did: a timeout, EBUSY after UNMAP was answered), so it can
+ * be found in the host's ledger; 0 when no request reached the ring. Only
+ * the id is written: the other outputs mean nothing on an error.
+ */
+static void pvz_ioctl_error_id(unsigned int cmd, void __user *up, const void *buf)
+{
+	if (cmd == PVZ_IOC_RAW)
+		put_user(((const struct pvz_raw *)buf)->request_id, &((struct pvz_raw __user *)up)->request_id);
+	else if (pvz_ioctl_has_hdr(cmd))
+		put_user(((const struct pvz_call_hdr *)buf)->request_id,
+			 &((struct pvz_call_hdr __user *)up)->request_id);
+}
+
 /* The argument size of each command, from its number. */
 static size_t pvz_ioctl_size(unsigned int cmd)
 {
@@ -355,6 +384,14 @@ static long pvz_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		err = pvz_get_config(p, &a.cfg);
 		goto copy_out;
 	}
+	/* Outputs: whatever the caller left there is not an answer. */
+	if (cmd == PVZ_IOC_RAW) {
+		raw->used_len = 0;
+		raw->request_id = 0;
+	} else if (pvz_ioctl_has_hdr(cmd)) {
+		a.hdr.status = 0;
+		a.hdr.request_id = 0;
+	}
 	err = pvz_dev_enter(p, true);
 	if (err)
 		goto out;
@@ -381,6 +418,8 @@ static long pvz_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		break;
 	}
 	pvz_dev_exit(p);
+	if (err)
+		pvz_ioctl_error_id(cmd, up, buf);
 copy_out:
 	if (!err && size && (_IOC_DIR(cmd) & _IOC_READ) && copy_to_user(up, buf, size))
 		err = -EFAULT;

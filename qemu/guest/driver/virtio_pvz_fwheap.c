@@ -27,6 +27,45 @@ static void pvz_heap_release(struct pvz_dev *p)
 		pvz_heap_free(&p->heap);
 }
 
+/* Config space shows a mapping over the driver's heap. Caller holds heap_lock. */
+static bool pvz_cfg_maps_heap(const struct pvz_dev *p, const struct pvz_config *c)
+{
+	return p->heap.pages && (c->status & PVZ_STATUS_FW_HEAP_MAPPED) &&
+	       pvz_overlaps(c->fw_heap_ipa, c->fw_heap_size, p->heap.ipa, p->heap.size);
+}
+
+/*
+ * Whether the device maps anything over the driver's heap, from config
+ * space. A config read while the back-end is away (killed, restarting)
+ * returns the front-end's last copy (QEMU keeps the last config it read), so
+ * a read made just after an answer may predate it. A call the device answers
+ * proves a back-end is connected and has served everything queued before
+ * it, so the read after that call is the device's own: an answer equal to
+ * `confirm` is read again after one (READ_REG of CORE_ID, its answer
+ * unused). The other answer is taken as read, so the usual case costs no
+ * call. The call is killable and ends when remove or a reset begins; its
+ * error is returned. Caller holds dev_sem (read) and heap_lock.
+ */
+static int pvz_device_maps_heap(struct pvz_dev *p, bool confirm, bool *maps, struct pvz_config *c)
+{
+	struct pvz_call_hdr h = {};
+	u8 in[4], out[4];
+	int err = pvz_refresh_config(p, c);
+
+	if (err)
+		return err;
+	*maps = pvz_cfg_maps_heap(p, c);
+	if (*maps != confirm)
+		return 0;
+	put_unaligned_le32(0 /* CORE_ID */, in);
+	err = pvz_hypercall(p, &h, PVZ_FN_READ_REG, in, 4, out, 4, PVZ_CALL_USER);
+	if (!err)
+		err = pvz_refresh_config(p, c);
+	if (!err)
+		*maps = pvz_cfg_maps_heap(p, c);
+	return err;
+}
+
 /* Caller holds dev_sem (read) and heap_lock. */
 static int pvz_fw_heap_policy(struct pvz_dev *p, struct pvz_call_hdr *h, u64 *size)
 {
@@ -105,6 +144,22 @@ int pvz_fw_heap_map(struct pvz_dev *p, struct pvz_fw_heap *a)
 		a->ipa = p->heap.ipa;
 		pvz_dbg(p, "firmware heap %#llx+%#llx mapped\n", p->heap.ipa, p->heap.size);
 	} else {
+		struct pvz_config c;
+		bool maps = true;
+
+		/* Refused, but the device may map these very pages all the
+		 * same (ALREADY_EXISTS for a mapping made behind the driver's
+		 * back or that a stale config copy hid from it): config space
+		 * decides, as after UNMAP. "Not mapped" is read after a call
+		 * the device answered, so a stale copy cannot free them. */
+		err = pvz_device_maps_heap(p, false, &maps, &c);
+		if (err || maps) {
+			p->heap_mapped = true;
+			if (maps)
+				pvz_warn_rl(p, "MAP answered %u but config space maps %#llx+%#llx over the heap %#llx+%#llx: keeping it\n",
+					    a->hdr.status, c.fw_heap_ipa, c.fw_heap_size, p->heap.ipa, p->heap.size);
+			goto out;
+		}
 		pvz_heap_release(p);
 	}
 out:
@@ -116,6 +171,7 @@ out:
 int pvz_fw_heap_unmap(struct pvz_dev *p, struct pvz_call_hdr *h)
 {
 	struct pvz_config c;
+	bool maps;
 	int err;
 
 	if (mutex_lock_killable(&p->heap_lock))
@@ -131,12 +187,16 @@ int pvz_fw_heap_unmap(struct pvz_dev *p, struct pvz_call_hdr *h)
 	err = pvz_hypercall(p, h, PVZ_FN_UNMAP_DEV_PHYS_HEAP, NULL, 0, NULL, 0, PVZ_CALL_USER);
 	if (err || (h->status != PVZ_OK && h->status != PVZ_NOT_FOUND))
 		goto out;
-	/* UNMAP answered; free only what config space shows unmapped. */
-	err = pvz_refresh_config(p, &c);
-	if (err)
+	/* UNMAP answered; free only what config space shows unmapped. A
+	 * mapping is read again after a call the device answers: the back-end
+	 * may have died right after answering, and the copy read meanwhile is
+	 * the front-end's last one, from before the UNMAP. */
+	err = pvz_device_maps_heap(p, true, &maps, &c);
+	if (err) {
+		p->heap_mapped = true;
 		goto out;
-	if (p->heap.pages && (c.status & PVZ_STATUS_FW_HEAP_MAPPED) &&
-	    pvz_overlaps(c.fw_heap_ipa, c.fw_heap_size, p->heap.ipa, p->heap.size)) {
+	}
+	if (maps) {
 		pvz_err_rl(p, "UNMAP answered %u but config space still maps %#llx+%#llx over the heap\n",
 			   h->status, c.fw_heap_ipa, c.fw_heap_size);
 		p->heap_mapped = true;
@@ -150,18 +210,27 @@ out:
 	return err;
 }
 
-/* A config change seen (cfg_work): an OnVmOffline or a reset device unmaps
- * the heap without a call from us, and (debug RAW) a mapping over the heap
- * may appear without one. Caller holds dev_sem. */
+/* A config change seen (cfg_work, also after a call timed out): an
+ * OnVmOffline or a reset device unmaps the heap without a call from us, and
+ * (debug RAW) a mapping over the heap may appear without one. The heap is
+ * taken for unmapped only from a read after a call the device answered (a
+ * timeout's re-read is the front-end's last copy while the back-end is
+ * away); that call timing out schedules this work again, so while no
+ * back-end answers it looks once per call timeout. Caller holds dev_sem. */
 void pvz_fw_heap_config_seen(struct pvz_dev *p)
 {
 	struct pvz_config c;
+	bool maps = false;
+	int err;
 
 	mutex_lock(&p->heap_lock);
-	if (!pvz_refresh_config(p, &c) && p->heap.pages) {
-		bool maps = (c.status & PVZ_STATUS_FW_HEAP_MAPPED) &&
-			    pvz_overlaps(c.fw_heap_ipa, c.fw_heap_size, p->heap.ipa, p->heap.size);
-
+	if (p->heap_mapped && p->heap.pages) {
+		err = pvz_device_maps_heap(p, false, &maps, &c);
+	} else {
+		err = pvz_refresh_config(p, &c);
+		maps = pvz_cfg_maps_heap(p, &c);
+	}
+	if (!err && p->heap.pages) {
 		if (maps != p->heap_mapped)
 			pvz_dbg(p, "config space shows the firmware heap %s\n", maps ? "mapped" : "unmapped");
 		p->heap_mapped = maps;

@@ -76,7 +76,9 @@ static bool pvz_call_over(struct pvz_dev *p, struct pvz_call *call, unsigned int
 /*
  * Put one request/response chain on hypercallq and wait for it. Caller holds
  * dev_sem and call_lock. A request of 16 bytes or more carries the driver's
- * request id at bytes 12..15 (returned in *request_id, else 0).
+ * request id at bytes 12..15, returned in *request_id whenever the chain was
+ * put on the ring, even if the call then fails (the device may still run
+ * it); 0 otherwise.
  */
 int pvz_transact(struct pvz_dev *p, const void *req, u32 req_len, void *resp, u32 resp_len,
 		 u32 *used, u32 *request_id, unsigned int flags)
@@ -118,6 +120,7 @@ int pvz_transact(struct pvz_dev *p, const void *req, u32 req_len, void *resp, u3
 	spin_unlock_irqrestore(&p->hvq_lock, irqf);
 	if (err) {
 		kfree(call);
+		*request_id = 0;   /* never on the ring: no id to look for */
 		/* -ENOSPC: every descriptor is held by abandoned calls. */
 		return virtqueue_is_broken(vq) ? -EIO : err;
 	}

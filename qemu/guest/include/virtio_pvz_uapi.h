@@ -29,6 +29,15 @@
  *   ENODEV     the device was removed (the file stays open, every call fails)
  *   EPERM      the call needs CAP_SYS_ADMIN, or RAW named a heap function
  *   EINVAL     the ioctl argument itself was invalid
+ * A call ioctl that fails once it got past its argument checks still writes
+ * hdr.request_id (RAW: request_id), and nothing else: the id of the request
+ * it put on hypercallq (ETIMEDOUT: it may still run; EIO; EINTR; EPROTO;
+ * EBUSY from UNMAP_FW_HEAP after the device answered), so the call can be
+ * found in the host's records, or 0 when no request reached the ring.
+ * Errors before that (ENOTTY, EFAULT, EPERM, ENODEV, EBUSY for an in-kernel
+ * client) write nothing: set request_id to 0 before the call. MAP_FW_HEAP
+ * makes up to three calls (the heap's origin, its size, the MAP): the id is
+ * the last one's.
  */
 #ifndef VIRTIO_PVZ_UAPI_H
 #define VIRTIO_PVZ_UAPI_H
@@ -236,11 +245,15 @@ struct pvz_kick {
  * allocates that much physically contiguous, zeroed guest RAM and sends
  * MAP_DEV_PHYS_HEAP with its own address; hdr.status is that call's status
  * (INVALID_PVZ_CONFIG when the origin is HOST; nothing is allocated then).
- * A heap already mapped gives EEXIST. UNMAP_FW_HEAP sends
+ * A heap already mapped gives EEXIST; a MAP the device refuses frees the
+ * heap only if config space shows no mapping over it. UNMAP_FW_HEAP sends
  * UNMAP_DEV_PHYS_HEAP and frees the heap once config space shows that the
  * device maps nothing overlapping it (EBUSY while a process still has it
- * mmap()ed, or while the device keeps a mapping). mmap() offset
- * PVZ_MMAP_FW_HEAP, MAP_SHARED, maps it for the command ring. */
+ * mmap()ed, or while the device keeps a mapping). Config space is re-read
+ * after a call the device answered before either decision that depends on
+ * it could rest on a stale copy (a back-end killed between its answer and
+ * the read). mmap() offset PVZ_MMAP_FW_HEAP, MAP_SHARED, maps it for the
+ * command ring. */
 struct pvz_fw_heap {
 	struct pvz_call_hdr hdr;
 	__u64 size;   /* out */

@@ -13,8 +13,9 @@
  *             lifecycle, mmap rules, the event budget, malformed ioctls,
  *             threads, close during calls, killed callers, unbind/rebind
  *   debug     (reloads the module with debug_unsafe=1) stray device mappings
- *             across unbind, a heap freed while the device maps it, a ring
- *             broken on purpose and the driver's recovery
+ *             across unbind, a heap freed while the device maps it (after
+ *             UNMAP, and after a MAP the device refused), a ring broken on
+ *             purpose and the driver's recovery
  *   break     the broken-ring case alone (the module already has debug_unsafe=1)
  *   down      (host assisted over ttyS1) the daemon killed: PCI remove with
  *             files open and the heap mapped, then probe after the restart
@@ -1017,19 +1018,25 @@ static void case_threads(int fd, unsigned int nthreads, unsigned int seconds)
 	      "status=%#x", c.status);
 }
 
-struct loop_arg { int fd; volatile bool stop; unsigned long ok, fail; int last_err; };
+struct loop_arg { int fd; volatile bool stop; unsigned long ok, fail, fail_with_id; __u32 max_fail_id; int last_err; };
 
 static void *call_loop(void *a)
 {
 	struct loop_arg *l = a;
 
 	while (!l->stop) {
-		unsigned int st = read_reg(l->fd, PVZ_REG_CORE_ID, NULL);
+		struct pvz_reg r = { .offset = PVZ_REG_CORE_ID };
+		unsigned int st = ioctl(l->fd, PVZ_IOC_READ_REG, &r) < 0 ? XFAIL(errno) : r.hdr.status;
 
 		if (st == PVZ_OK) {
 			l->ok++;
 		} else {
 			l->fail++;
+			if (r.hdr.request_id) {
+				l->fail_with_id++;   /* it had reached the ring */
+				if (r.hdr.request_id > l->max_fail_id)
+					l->max_fail_id = r.hdr.request_id;
+			}
 			l->last_err = st >= 100 ? (int)st - 100 : 0;
 			if (st >= 100 && (st == XFAIL(EBADF) || st == XFAIL(ENODEV)))
 				msleep(10);
@@ -1272,6 +1279,102 @@ static void case_free_while_device_maps(void)
 	close(fd);
 }
 
+struct map_arg {
+	int fd;
+	volatile bool started;
+	unsigned int st;
+	struct pvz_fw_heap h;
+};
+
+static void *map_thread(void *a)
+{
+	struct map_arg *m = a;
+
+	m->started = true;
+	m->st = map_fw_heap(m->fd, &m->h);
+	return NULL;
+}
+
+/* The device lets go of the heap behind the driver's back; once config space
+ * says so, the driver's config-change work has seen it too (the pages stay
+ * allocated: a config change never frees them). */
+static bool raw_unmap_seen(int fd, __u64 ipa, __u64 size)
+{
+	int i;
+
+	raw_call(fd, PVZ_FN_UNMAP_DEV_PHYS_HEAP, NULL, 0, 0);
+	for (i = 0; i < 100 && config_maps(fd, ipa, size); i++)
+		msleep(10);
+	msleep(100);
+	return !config_maps(fd, ipa, size);
+}
+
+/*
+ * MAP_FW_HEAP answered with a status other than OK while the device maps the
+ * driver's own heap pages (ALREADY_EXISTS): the pages must stay. The state is
+ * made with a RAW MAP of the heap that lands inside MAP_FW_HEAP, after it took
+ * the heap lock and before its own MAP (while it zeroes the reused heap), so
+ * the config change that RAW MAP causes cannot tell the driver first. The
+ * race is retried until it is hit (the other outcomes: MAP_FW_HEAP first, or
+ * the config change first, which give OK or EEXIST).
+ */
+static void case_map_refused_keeps_heap(void)
+{
+	struct map_arg m = { 0 };
+	struct pvz_fw_heap h;
+	pthread_t th;
+	__u64 ipa, size;
+	unsigned int st, raw = 0, tries, outcomes[3] = { 0 };
+	bool hit = false, kept, busy;
+	void *p;
+	int fd = open_pvz(), e;
+
+	st = map_fw_heap(fd, &h);
+	if (!check("map_refused.setup", st == PVZ_OK, "map=%s", st_str(st))) {
+		close(fd);
+		return;
+	}
+	ipa = h.ipa;
+	size = h.size;
+	for (tries = 1; tries <= 20 && !hit; tries++) {
+		if (!raw_unmap_seen(fd, ipa, size))
+			break;
+		memset(&m, 0, sizeof(m));
+		m.fd = fd;
+		pthread_create(&th, NULL, map_thread, &m);
+		while (!m.started)
+			;
+		msleep(2);
+		raw = raw_map(fd, ipa, size);
+		pthread_join(th, NULL);
+		if (m.st == PVZ_ALREADY_EXISTS && raw == PVZ_OK)
+			hit = true;
+		else
+			outcomes[m.st == PVZ_OK ? 0 : m.st == XFAIL(EEXIST) ? 1 : 2]++;
+	}
+	if (!check("map_refused.reached", hit, "MAP_FW_HEAP=%s RAW MAP=%s after %u tries (MAP first %u, config change first %u, other %u)",
+		   st_str(m.st), st_str(raw), tries - 1, outcomes[0], outcomes[1], outcomes[2])) {
+		unmap_fw_heap(fd);
+		close(fd);
+		return;
+	}
+	busy = config_maps(fd, ipa, size);
+	p = mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, PVZ_MMAP_FW_HEAP);
+	e = p == MAP_FAILED ? errno : 0;
+	kept = p != MAP_FAILED;
+	if (kept)
+		munmap(p, 4096);
+	check("map_refused.heap_kept", busy && kept,
+	      "device maps %#llx+%#llx: %d; the heap still there (mmap): %s (try %u)", ipa, size, busy,
+	      kept ? "yes" : err_name(e), tries - 1);
+	st = map_fw_heap(fd, &h);
+	check("map_refused.known_mapped", st == XFAIL(EEXIST), "MAP_FW_HEAP again: %s (want EEXIST)", st_str(st));
+	st = unmap_fw_heap(fd);
+	check("map_refused.unmap", (st == PVZ_OK || st == PVZ_NOT_FOUND) && !config_maps(fd, ipa, size),
+	      "unmap=%s", st_str(st));
+	close(fd);
+}
+
 /* Issue 9: a ring broken on purpose; the driver resets the device itself. */
 static void case_break_ring(void)
 {
@@ -1334,12 +1437,65 @@ static void case_break_ring(void)
 	close(fd);
 }
 
+/*
+ * Calls a reset ended return their request ids (EIO). Whether the call loop
+ * has a chain on the ring behind the broken one when the device gives up
+ * depends on timing: a call made once the reset began fails before it
+ * reaches the ring, with id 0. So the ring is broken again (each time the
+ * driver recovers) until some failed call returned an id, at most 10 times;
+ * every id returned must be one the driver gave out after the break.
+ */
+static void case_eio_ids(void)
+{
+	struct pvz_config c0, c1;
+	struct loop_arg l;
+	pthread_t th;
+	unsigned long fails = 0, with_id = 0;
+	unsigned int tries, st;
+	bool ids_ok = true;
+	__u64 end;
+	int fd = open_pvz();
+
+	for (tries = 1; tries <= 10 && !with_id; tries++) {
+		get_config(fd, &c0);
+		memset(&l, 0, sizeof(l));
+		l.fd = fd;
+		pthread_create(&th, NULL, call_loop, &l);
+		msleep(20);
+		if (ioctl(fd, PVZ_IOC_DEBUG_BREAK_RING)) {
+			l.stop = true;
+			pthread_join(th, NULL);
+			break;
+		}
+		msleep(200);
+		l.stop = true;
+		pthread_join(th, NULL);
+		for (end = now_ns() + 20000000000ull; now_ns() < end;) {
+			st = read_reg(fd, PVZ_REG_CORE_ID, NULL);
+			if (st == PVZ_OK)
+				break;
+			msleep(100);
+		}
+		get_config(fd, &c1);
+		fails += l.fail;
+		with_id += l.fail_with_id;
+		if (l.fail_with_id && (l.max_fail_id <= c0.last_request_id || l.max_fail_id > c1.last_request_id))
+			ids_ok = false;
+	}
+	check("ids.eio_returns_id", with_id > 0 && ids_ok,
+	      "%lu of %lu calls failed by %u resets returned their request id (ids in range: %d)", with_id, fails,
+	      tries - 1, ids_ok);
+	close(fd);
+}
+
 static void phase_debug(void)
 {
 	check("debug.reload", reload_module("debug_unsafe=1") == 0, "insmod with debug_unsafe=1");
 	case_stray_mapping();
 	case_free_while_device_maps();
+	case_map_refused_keeps_heap();
 	case_break_ring();
+	case_eio_ids();
 	check("debug.reload_back", reload_module("") == 0, "insmod without debug_unsafe");
 }
 
@@ -1385,8 +1541,16 @@ static void phase_down(void)
 	      st_str(st), h.ipa, pci, tmo);
 	if (!check("down.host_killed_daemon", host_wait("kill-daemon", "go", 120), "word from the host"))
 		return;
-	st = read_reg(fd, PVZ_REG_CORE_ID, NULL);
-	check("down.calls_fail", st == XFAIL(ETIMEDOUT), "got=%s (want ETIMEDOUT)", st_str(st));
+	get_config(fd, &c);
+	{
+		struct pvz_reg r = { .offset = PVZ_REG_CORE_ID };
+
+		st = ioctl(fd, PVZ_IOC_READ_REG, &r) ? XFAIL(errno) : r.hdr.status;
+		check("down.calls_fail", st == XFAIL(ETIMEDOUT), "got=%s (want ETIMEDOUT)", st_str(st));
+		/* The request is on the ring (it may still run): its id comes back. */
+		check("ids.timeout_returns_id", r.hdr.request_id > c.last_request_id, "request_id=%u (last before %llu)",
+		      r.hdr.request_id, c.last_request_id);
+	}
 	memset(&l, 0, sizeof(l));
 	l.fd = fd;
 	pthread_create(&th, NULL, call_loop, &l);

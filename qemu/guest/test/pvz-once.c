@@ -35,7 +35,8 @@
  * Output: PVZREADY once; "PVZONCE progress ..." every 10 s; PVZLOG lines
  * with every ledger-changing call as id:op:status (op 0..5 in the order
  * above, "r" before a resync call, status E<errno> for a transport error,
- * id 0 when the driver returned no id); PVZTEST checks; the counts line
+ * id 0 when the driver returned no id: an old driver's failed call, or one
+ * that never reached the ring); PVZTEST checks; the counts line
  * "PVZONCE cycles=.. calls=.. ok=.. already_exists=.. not_found=..
  * other_status=.. transport_errors=.. ..." and "N passed, N failed".
  */
@@ -283,7 +284,9 @@ static int call(enum op op, bool resync)
 		max_call_ms = ms;
 	if (ms >= 300)
 		slow_calls++;   /* most likely waited out a daemon restart */
-	log_answer(r < 0 ? 0 : arg.hdr.request_id, op, resync, st);
+	/* A failed call still carries its request id when it reached the ring
+	 * (0 from a driver that returns none, or when it never did). */
+	log_answer(arg.hdr.request_id, op, resync, st);
 	if (st < 0) {
 		transport++;
 		count[op].transport++;
@@ -529,6 +532,10 @@ int main(void)
 	      bad_status[PVZ_NOT_FOUND]);
 	check("once.no_other_status", !other_status(), "%llu answers neither OK nor ALREADY_EXISTS/NOT_FOUND",
 	      other_status());
+	/* Nothing here mmap()s the heap or claims the device: an EBUSY from
+	 * UNMAP_FW_HEAP means the driver took a stale copy of config space
+	 * (read while the daemon was away) for a mapping. */
+	check("once.no_false_ebusy", !err_busy, "%llu EBUSY from UNMAP_FW_HEAP", err_busy);
 	check("once.config_matches_answers", !config_mismatches,
 	      "%llu times config space disagreed with the answers for 15 s (%llu re-reads)",
 	      config_mismatches, config_rechecks);

@@ -20,7 +20,14 @@
  * no device) | nodev (the VMM type's device is absent: load with
  * vmm_virtio_device=N vmm_virtio_wait_ms=M); round=N (printed);
  * expect_removed=1 (writable; set before unloading when the device was
- * unbound meanwhile: every call must then answer INVALID_DEVICE).
+ * unbound meanwhile: every call must then answer INVALID_DEVICE);
+ * host_abi=1.10 (default) | 1.13 | 1.15 | 1.18 | 23: the daemon's --ddk-abi,
+ * which decides what the host answers. A 1.10 module under another host is
+ * refused at its first 1.10-only call (the DDK's device creation fails
+ * there: "PVZDDK <abi>.<round> refused by the <host> host at <call>"); a
+ * 1.13+ module also checks what that host does with calls and ids that are
+ * not its DDK's (only 1.10 has CREATE_DEV_CONFIG; 1.13 and 1.15 check
+ * ui32FuncID, 1.10 passes it through, 1.18 and later have none).
  */
 #include <linux/delay.h>
 #include <linux/err.h>
@@ -59,6 +66,29 @@ module_param(round, uint, 0444);
 static bool expect_removed;
 module_param(expect_removed, bool, 0644);
 MODULE_PARM_DESC(expect_removed, "the device was unbound since load: calls must answer INVALID_DEVICE");
+static char *host_abi = "1.10";
+module_param(host_abi, charp, 0444);
+MODULE_PARM_DESC(host_abi, "the host's --ddk-abi: 1.10, 1.13, 1.15, 1.18 or 23 (what it answers)");
+
+/* host_abi as PVZ_TEST_DDK numbers it (23 is 230), 0 when unknown. */
+static unsigned int HostAbi(void)
+{
+	static const struct { const char *pszName; unsigned int ui32Abi; } asAbi[] = {
+		{ "1.10", 110 }, { "1.13", 113 }, { "1.15", 115 }, { "1.18", 118 }, { "23", 230 },
+	};
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(asAbi); i++)
+		if (!strcmp(host_abi, asAbi[i].pszName))
+			return asAbi[i].ui32Abi;
+	return 0;
+}
+
+/* The host checks ui32FuncID (Map 1, Unmap 2) only under 1.13 and 1.15. */
+static bool HostChecksFuncID(void)
+{
+	return HostAbi() == 113 || HostAbi() == 115;
+}
 
 /* ---- the DDK pieces a guest links but this test does not have ---- */
 
@@ -359,6 +389,40 @@ static bool Up110DevConfigAndPolicy(PVRSRV_DEVICE_PHYS_HEAP_ORIGIN eFw)
 }
 #endif
 
+#if ST_ABI >= 113
+/*
+ * What the host's ABI makes of calls and ids that are not this DDK's: only
+ * 1.10 has CREATE_DEV_CONFIG (a later host answers NOT_IMPLEMENTED); 1.13
+ * and 1.15 check ui32FuncID (Unmap is 2), 1.10 passes it through and 1.18
+ * and later have none, so Unmap with 1.10's id 6 is INVALID_PARAMS or
+ * NOT_FOUND (nothing is mapped yet); 0 means "not given" everywhere.
+ */
+static void HostAbiChecks(void)
+{
+	struct virtio_pvz *psDev = VMMVirtioDevice();
+	u32 ui32IRQ, ui32RegsSize;
+	u64 ui64RegsBase;
+	int iResult, iWant;
+
+	if (!psDev)
+		return;
+	if (HostAbi() != 110) {
+		iResult = virtio_pvz_create_dev_config(psDev, 0, 0, &ui32IRQ, &ui32RegsSize, &ui64RegsBase);
+		Check("host_abi.create_dev_config", iResult == PVZ_NOT_IMPLEMENTED,
+		      "CREATE_DEV_CONFIG under a %s host: %d, want NOT_IMPLEMENTED (%d): only DDK 1.10 has it",
+		      host_abi, iResult, PVZ_NOT_IMPLEMENTED);
+	}
+	iResult = virtio_pvz_unmap_dev_phys_heap(psDev, 6, 0);
+	iWant = HostChecksFuncID() ? PVZ_INVALID_PARAMS : PVZ_NOT_FOUND;
+	Check("host_abi.unmap_func_id_6", iResult == iWant, "UNMAP_DEV_PHYS_HEAP with ui32FuncID 6 under a %s host: %d, want %s (%d)",
+	      host_abi, iResult, HostChecksFuncID() ? "INVALID_PARAMS: the id is checked" : "NOT_FOUND: the id is not checked",
+	      iWant);
+	iResult = virtio_pvz_unmap_dev_phys_heap(psDev, 0, 0);
+	Check("host_abi.unmap_func_id_0", iResult == PVZ_NOT_FOUND,
+	      "UNMAP_DEV_PHYS_HEAP with ui32FuncID 0 (not given): %d, want NOT_FOUND (%d)", iResult, PVZ_NOT_FOUND);
+}
+#endif
+
 /* The firmware heap: the DDK allocates it itself (1.10: a DMA heap of the
  * policy's size; 1.13+: RGX_FIRMWARE_RAW_HEAP_SIZE from its sysconfig) and
  * maps it; wrong calls first. */
@@ -381,6 +445,16 @@ static void UpFwHeap(void)
 	CheckCall(DDK_MAP_NAME "(DevID 1)", DDK_MAP_DEV(1, RGX_FIRMWARE_RAW_HEAP_SIZE, gui64FwPAddr),
 		  PVRSRV_ERROR_INVALID_PARAMS);
 #endif
+	if (HostChecksFuncID()) {
+		/* Unmap's id on a Map: refused before anything is mapped (a host
+		 * that does not check would map the heap here). */
+		int iResult = virtio_pvz_map_dev_phys_heap(VMMVirtioDevice(), 2, 0, RGX_FIRMWARE_RAW_HEAP_SIZE,
+							   gui64FwPAddr);
+
+		Check("host_abi.map_func_id_2", iResult == PVZ_INVALID_PARAMS,
+		      "MAP_DEV_PHYS_HEAP with ui32FuncID 2 under a %s host: %d, want INVALID_PARAMS (%d)", host_abi,
+		      iResult, PVZ_INVALID_PARAMS);
+	}
 	CheckCall(DDK_UNMAP_NAME "(nothing mapped)", DDK_UNMAP(), PVRSRV_ERROR_NOT_FOUND);
 
 	eError = DDK_MAP(RGX_FIRMWARE_RAW_HEAP_SIZE, gui64FwPAddr);
@@ -441,13 +515,53 @@ static void UpEvents(void)
 	Check("events.irq_status_cleared", !(ui32Status & PVZ_IRQ_STATUS_FW), "IRQ_STATUS now %#x", ui32Status);
 }
 
+#if ST_ABI == 110
+/*
+ * DDK 1.10 under a host of a later ABI: the calls it starts with (the heap
+ * policy's host heaps, then its device config) exist only in 1.10, so the
+ * host answers NOT_IMPLEMENTED and the DDK's device creation fails right
+ * there. Nothing may be left claimed or created.
+ */
+static void Up110UnderLaterHost(void)
+{
+	const char *pszCall = "VMMCreatePvzConnection";
+	IMG_UINT32 ui32IRQ = 0, ui32RegsSize = 0;
+	IMG_UINT64 ui64RegsBase = 0;
+	PVRSRV_ERROR eError = VMMCreatePvzConnection(&gpsConn);
+
+	if (eError == PVRSRV_OK) {
+		/* A policy with no host-origin heap gets this far. */
+		pr_info("PVZDDK %u.%u VMMCreatePvzConnection ok\n", PVZ_TEST_DDK, round);
+		pszCall = "sHostFuncTab.pfnCreateDevConfig";
+		eError = gpsConn->sHostFuncTab.pfnCreateDevConfig(PVZ_BRIDGE_CREATEDEVICECONFIG, 0, &ui32IRQ,
+								  &ui32RegsSize, &ui64RegsBase);
+	} else {
+		gpsConn = NULL;
+	}
+	if (Check("host_abi.ddk_start_refused", eError == PVRSRV_ERROR_NOT_IMPLEMENTED,
+		  "%s under a %s host = %s (%d), want PVRSRV_ERROR_NOT_IMPLEMENTED", pszCall, host_abi,
+		  PVRSRVGetErrorString(eError), eError))
+		pr_info("PVZDDK %u.%u refused by the %s host at %s\n", PVZ_TEST_DDK, round, host_abi, pszCall);
+	if (!gpsConn)
+		Check("host_abi.device_released", VMMVirtioDevice() == NULL, "the failed connection keeps no claim");
+}
+#endif
+
 static int __init SelftestInit(void)
 {
 	PVRSRV_ERROR eError;
 
 	gsPVRSRVData.eDriverMode = GuestMode() ? DRIVER_MODE_GUEST : DRIVER_MODE_HOST;
-	pr_info("PVZDDK %u.%u start: mode %s, RGX_FIRMWARE_RAW_HEAP_SIZE %#x\n", PVZ_TEST_DDK, round, mode,
-		RGX_FIRMWARE_RAW_HEAP_SIZE);
+	pr_info("PVZDDK %u.%u start: mode %s, host ABI %s, RGX_FIRMWARE_RAW_HEAP_SIZE %#x\n", PVZ_TEST_DDK, round,
+		mode, host_abi, RGX_FIRMWARE_RAW_HEAP_SIZE);
+	if (!Check("host_abi", HostAbi() != 0, "'%s' (1.10, 1.13, 1.15, 1.18 or 23)", host_abi))
+		goto out;
+#if ST_ABI == 110
+	if (GuestMode() && HostAbi() != 110) {
+		Up110UnderLaterHost();
+		goto out;
+	}
+#endif
 
 	eError = VMMCreatePvzConnection(&gpsConn);
 	if (!CheckCall("VMMCreatePvzConnection", eError, PVRSRV_OK) || !gpsConn) {
@@ -498,6 +612,7 @@ static int __init SelftestInit(void)
 		Check("no_dev_config", !(sInfo.status & PVZ_STATUS_DEV_CONFIG), "a 1.13+ guest creates none: status %#x",
 		      sInfo.status);
 	}
+	HostAbiChecks();
 #endif
 	eError = VMMVirtioInstallLISR(SelftestLISR, NULL);
 	if (CheckCall("SysInstallDeviceLISR (VMMVirtioInstallLISR)", eError, PVRSRV_OK))
