@@ -17,11 +17,13 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
     ],
     targets: [
         // C where Swift cannot reach: SCM_RIGHTS cmsg, memfd, eventfd, fences.
         .target(name: "CPVZShim"),
+        // The platform layer: an owned file descriptor, the errno error, eventfd,
+        // epoll, the one thread type, the one condition variable.
+        .target(name: "Platform", dependencies: ["CPVZShim"], swiftSettings: swiftSettings),
         // libfdt from Debian's libfdt-dev (no pkg-config file there).
         .systemLibrary(name: "CLibFDT", providers: [.apt(["libfdt-dev"])]),
         // libvirt's C API from libvirt-dev: its types and constants only. No pkgConfig, no link:
@@ -40,29 +42,31 @@ let package = Package(
         .target(name: "Virtqueue", dependencies: ["CPVZShim"], swiftSettings: swiftSettings),
         // The vhost-user back-end engine: socket, messages, vrings, event loop. Knows no PVZ.
         .target(name: "VhostUser", dependencies: [
-            "CPVZShim", "Virtqueue", "SafeSockets",
+            "CPVZShim", "Platform", "Virtqueue", "SafeSockets",
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "SystemPackage", package: "swift-system"),
         ], swiftSettings: swiftSettings),
-        // Host PVZ server: wire structs, the 10 functions, OSIDs, heap ledger, config policy.
-        .target(name: "PVZServer", swiftSettings: swiftSettings),
+        // The device contract (virtio-pvz.md) in one place: identity, queues, features,
+        // config space, hypercall wire structs and codes, registers, events, firmware ring.
+        .target(name: "PVZContract", swiftSettings: swiftSettings),
+        // Host PVZ server: the 10 functions, OSIDs, heap ledger, config policy.
+        .target(name: "PVZServer", dependencies: ["PVZContract"], swiftSettings: swiftSettings),
         // Emulated GPU: register bank, events, firmware command ring, scheduler.
-        .target(name: "GPUModel", dependencies: ["CPVZShim", "PVZServer"], swiftSettings: swiftSettings),
+        .target(name: "GPUModel", dependencies: ["CPVZShim", "PVZContract", "PVZServer"], swiftSettings: swiftSettings),
         // Device-tree overlays over libfdt.
-        .target(name: "DeviceTree", dependencies: ["CLibFDT"], swiftSettings: swiftSettings),
+        .target(name: "DeviceTree", dependencies: ["CLibFDT", "PVZContract"], swiftSettings: swiftSettings),
         // VM manager control plane: control-socket protocol, libvirt listener.
         .target(name: "VMManager", dependencies: [
-            "CPVZShim", "CLibvirt", "PVZServer", "SafeSockets",
+            "CPVZShim", "CLibvirt", "Platform", "PVZContract", "PVZServer", "SafeSockets",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         // The PVZ device on the engine plus daemon wiring (config, guests, control).
         .target(name: "PVZDaemon", dependencies: [
-            "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "DeviceTree", "VMManager", "CPVZShim",
-            "SafeSockets", "Sandbox",
+            "VhostUser", "Virtqueue", "PVZContract", "PVZServer", "GPUModel", "DeviceTree", "VMManager", "CPVZShim",
+            "Platform", "SafeSockets", "Sandbox",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         // A vhost-user front-end that plays QEMU for tests and benchmarks.
-        .target(name: "TestFrontEnd", dependencies: ["CPVZShim", "VhostUser"], swiftSettings: swiftSettings),
+        .target(name: "TestFrontEnd", dependencies: ["CPVZShim", "Platform"], swiftSettings: swiftSettings),
         .executableTarget(name: "vhost-user-pvz", dependencies: [
             "PVZDaemon", "SafeSockets", "Sandbox", "VMManager",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -80,11 +84,11 @@ let package = Package(
         // scripts/bench: the hot path's figures (a benchmark, not a test).
         .target(name: "CMallocCounter"),
         .executableTarget(name: "pvz-bench", dependencies: [
-            "PVZDaemon", "PVZServer", "TestFrontEnd", "VhostUser", "CPVZShim", "CMallocCounter",
+            "PVZDaemon", "PVZContract", "PVZServer", "TestFrontEnd", "CPVZShim", "CMallocCounter", "Platform",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .executableTarget(name: "pvzctl", dependencies: [
-            "VMManager", "DeviceTree",
+            "VMManager", "DeviceTree", "PVZContract",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: swiftSettings),
 
@@ -93,24 +97,25 @@ let package = Package(
         // rebuilds it in its own scratch path with -DFUZZING and libFuzzer.
         .target(name: "CFuzzDriver"),
         .executableTarget(name: "pvz-fuzz", dependencies: [
-            "CFuzzDriver", "CPVZShim", "Virtqueue", "VhostUser", "PVZServer", "GPUModel", "VMManager", "PVZDaemon",
+            "CFuzzDriver", "CPVZShim", "Virtqueue", "VhostUser", "PVZContract", "PVZServer", "GPUModel", "VMManager", "PVZDaemon",
             .product(name: "Logging", package: "swift-log"),
         ], path: "Sources/PVZFuzz", swiftSettings: swiftSettings),
 
-        .testTarget(name: "VirtqueueTests", dependencies: ["Virtqueue", "CPVZShim"], swiftSettings: swiftSettings),
-        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtqueue", "CPVZShim", "TestFrontEnd"], swiftSettings: swiftSettings),
-        .testTarget(name: "PVZServerTests", dependencies: ["PVZServer"], swiftSettings: swiftSettings),
-        .testTarget(name: "GPUModelTests", dependencies: ["GPUModel", "PVZServer"], swiftSettings: swiftSettings),
-        .testTarget(name: "DeviceTreeTests", dependencies: ["DeviceTree", "CLibFDT"], swiftSettings: swiftSettings),
-        .testTarget(name: "VMManagerTests", dependencies: ["VMManager", "CLibvirt"], swiftSettings: swiftSettings,
+        .testTarget(name: "VirtqueueTests", dependencies: ["Virtqueue", "CPVZShim", "Platform"], swiftSettings: swiftSettings),
+        .testTarget(name: "VhostUserTests", dependencies: ["VhostUser", "Virtqueue", "CPVZShim", "Platform", "TestFrontEnd"], swiftSettings: swiftSettings),
+        .testTarget(name: "PVZContractTests", dependencies: ["PVZContract"], swiftSettings: swiftSettings),
+        .testTarget(name: "PVZServerTests", dependencies: ["PVZContract", "PVZServer"], swiftSettings: swiftSettings),
+        .testTarget(name: "GPUModelTests", dependencies: ["GPUModel", "PVZContract", "PVZServer"], swiftSettings: swiftSettings),
+        .testTarget(name: "DeviceTreeTests", dependencies: ["DeviceTree", "CLibFDT", "PVZContract"], swiftSettings: swiftSettings),
+        .testTarget(name: "VMManagerTests", dependencies: ["VMManager", "CLibvirt", "Platform", "PVZContract"], swiftSettings: swiftSettings,
                     // The daemon opens libvirt.so.0 itself (LibvirtLibrary); the tests drive libvirt directly.
                     linkerSettings: [.linkedLibrary("virt")]),
         .testTarget(name: "DeployTests", dependencies: [
-            "SafeSockets", "CSafeSockets", "Sandbox", "PVZDaemon", "PVZServer", "VhostUser", "VMManager", "CPVZShim", "TestFrontEnd",
+            "SafeSockets", "CSafeSockets", "Sandbox", "PVZDaemon", "PVZContract", "PVZServer", "VhostUser", "VMManager", "CPVZShim", "Platform", "TestFrontEnd",
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         .testTarget(name: "PVZDaemonTests", dependencies: [
-            "PVZDaemon", "VhostUser", "Virtqueue", "PVZServer", "GPUModel", "VMManager", "CPVZShim", "TestFrontEnd", "DeviceTree",
+            "PVZDaemon", "VhostUser", "Virtqueue", "PVZContract", "PVZServer", "GPUModel", "VMManager", "CPVZShim", "Platform", "TestFrontEnd", "DeviceTree",
         ], swiftSettings: swiftSettings),
     ]
 )

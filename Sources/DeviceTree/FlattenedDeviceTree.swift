@@ -186,28 +186,6 @@ public struct FlattenedDeviceTree: Sendable {
         return value
     }
 
-    /// Names of every property of a node, in order.
-    public func propertyNames(of n: Node) throws(DeviceTreeError) -> [String] {
-        let o = try check(n)
-        var names: [String] = []
-        var failure: Int32 = 0
-        buffer.withUnsafeBytes { raw in
-            var off = fdt_first_property_offset(raw.baseAddress, o)
-            while off >= 0 {
-                var len: Int32 = 0
-                var namep: UnsafePointer<CChar>? = nil
-                guard fdt_getprop_by_offset(raw.baseAddress, off, &namep, &len) != nil, let namep else {
-                    failure = len; return
-                }
-                names.append(String(cString: namep))
-                off = fdt_next_property_offset(raw.baseAddress, off)
-            }
-            if off != -FDT_ERR_NOTFOUND { failure = off }
-        }
-        guard failure == 0 else { throw .fdt("fdt_next_property_offset", failure) }
-        return names
-    }
-
     /// A property as big-endian 32-bit cells; throws when its length is not a multiple of 4.
     public func cells(_ name: String, of n: Node) throws(DeviceTreeError) -> [UInt32]? {
         guard let raw = try property(name, of: n) else { return nil }

@@ -1,3 +1,5 @@
+import PVZContract
+
 /// A named range of a guest's IPA space that its OS must not use.
 public struct ReservedRegion: Equatable, Hashable, Sendable {
     /// Node name (before the `@unit-address`), e.g. "pvz-carveout" or "pvz-gpu-local".
@@ -30,13 +32,13 @@ public struct GuestGPUDescription: Equatable, Sendable {
 }
 
 /// Limits a description must respect; each names where it comes from.
-public enum GuestGPULimits {
-    /// OSID 0 is the host (driver domain); the DDK supports 8 OSIDs.
-    public static let osids: ClosedRange<UInt32> = 1...7
+public enum DeviceTreeLimits {
+    /// Guest OSIDs: 0 is the host (driver domain); the contract's limit, as the daemon's.
+    public static let osids: ClosedRange<UInt32> = 1...(VirtioPVZ.maxOSIDsLimit - 1)
     /// Linux maps reserved-memory no-map regions by page; the smallest arm64/x86 page.
     public static let pageSize: UInt64 = 4096
-    /// Spec section 9: the register bank is 64 KiB.
-    public static let regsSize: UInt64 = 0x10000
+    /// Spec section 9: the register bank.
+    public static let regsSize: UInt64 = PVZRegister.bankSize
     /// GIC SPIs are INTIDs 32..1019, so SPI numbers 0..987.
     public static let gicSPIs: ClosedRange<UInt32> = 0...987
     /// One heap per PVRSRV_DEVICE_PHYS_HEAP id (5) with room to spare.
@@ -83,15 +85,15 @@ extension GuestGPUDescription {
         guard (1...2).contains(sizeCells) else {
             throw .invalidValue(field: "#size-cells", value: "\(sizeCells)", limit: "must be 1 or 2")
         }
-        guard GuestGPULimits.osids.contains(osid) else {
+        guard DeviceTreeLimits.osids.contains(osid) else {
             throw .invalidValue(field: "osid", value: "\(osid)",
-                                limit: "guest OSIDs are \(GuestGPULimits.osids.lowerBound)...\(GuestGPULimits.osids.upperBound) (0 is the host)")
+                                limit: "guest OSIDs are \(DeviceTreeLimits.osids.lowerBound)...\(DeviceTreeLimits.osids.upperBound) (0 is the host)")
         }
         switch interruptCells {
         case 3:
-            guard GuestGPULimits.gicSPIs.contains(irq) else {
+            guard DeviceTreeLimits.gicSPIs.contains(irq) else {
                 throw .invalidValue(field: "irq", value: "\(irq)",
-                                    limit: "a GIC SPI number is \(GuestGPULimits.gicSPIs.lowerBound)...\(GuestGPULimits.gicSPIs.upperBound)")
+                                    limit: "a GIC SPI number is \(DeviceTreeLimits.gicSPIs.lowerBound)...\(DeviceTreeLimits.gicSPIs.upperBound)")
             }
         case 1, 2:
             break
@@ -99,8 +101,8 @@ extension GuestGPUDescription {
             throw .invalidValue(field: "#interrupt-cells", value: "\(interruptCells)",
                                 limit: "1 (irq), 2 (irq, flags) or 3 (GIC: type, irq, flags) are supported")
         }
-        guard heaps.count <= GuestGPULimits.maxHeaps else {
-            throw .invalidValue(field: "heaps", value: "\(heaps.count) heaps", limit: "at most \(GuestGPULimits.maxHeaps)")
+        guard heaps.count <= DeviceTreeLimits.maxHeaps else {
+            throw .invalidValue(field: "heaps", value: "\(heaps.count) heaps", limit: "at most \(DeviceTreeLimits.maxHeaps)")
         }
         var names = Set<String>()
         for (i, r) in regions.enumerated() {
@@ -112,8 +114,8 @@ extension GuestGPUDescription {
             try Self.checkRange(r.range, field: field, addressCells: addressCells, sizeCells: sizeCells)
         }
         let regs = AddressRange(base: regsBase, size: regsSize)
-        guard regsSize == GuestGPULimits.regsSize else {
-            throw .invalidValue(field: "regsSize", value: hex(regsSize), limit: "the register bank is \(hex(GuestGPULimits.regsSize)) bytes (spec section 9)")
+        guard regsSize == DeviceTreeLimits.regsSize else {
+            throw .invalidValue(field: "regsSize", value: hex(regsSize), limit: "the register bank is \(hex(DeviceTreeLimits.regsSize)) bytes (spec section 9)")
         }
         try Self.checkRange(regs, field: "regs", addressCells: addressCells, sizeCells: sizeCells)
         guard regsBase == carveout.base else {
@@ -149,9 +151,9 @@ extension GuestGPUDescription {
 
     static func checkName(_ name: String, field: String) throws(DeviceTreeError) {
         let u = Array(name.utf8)
-        guard GuestGPULimits.nodeNameLength.contains(u.count) else {
+        guard DeviceTreeLimits.nodeNameLength.contains(u.count) else {
             throw .invalidValue(field: field, value: "\"\(name)\"",
-                                limit: "a node name is \(GuestGPULimits.nodeNameLength.lowerBound) to \(GuestGPULimits.nodeNameLength.upperBound) characters, this is \(u.count)")
+                                limit: "a node name is \(DeviceTreeLimits.nodeNameLength.lowerBound) to \(DeviceTreeLimits.nodeNameLength.upperBound) characters, this is \(u.count)")
         }
         func ok(_ c: UInt8) -> Bool {
             (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a)
@@ -166,7 +168,7 @@ extension GuestGPUDescription {
     }
 
     static func checkRange(_ r: AddressRange, field: String, addressCells: UInt32, sizeCells: UInt32) throws(DeviceTreeError) {
-        let page = GuestGPULimits.pageSize
+        let page = DeviceTreeLimits.pageSize
         guard r.size > 0 else {
             throw .invalidValue(field: field + ".size", value: "0", limit: "must be at least one \(page)-byte page")
         }

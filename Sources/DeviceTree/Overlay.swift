@@ -12,10 +12,8 @@ func interruptSpecifier(irq: UInt32, cells: UInt32) -> [UInt32] {
     }
 }
 
-/// Where the overlay puts things; merge and tests use the same names.
+/// Where the overlay puts things; the overlay writer and merge share these names.
 enum OverlayLayout {
-    static let reservedFragment = "/fragment@0"
-    static let gpuFragment = "/fragment@1"
     static let reservedTarget = "/reserved-memory"
     static let gpuTarget = "/"
     static func unitName(_ name: String, _ address: UInt64) -> String {

@@ -1,45 +1,4 @@
-import PVZServer
-
-/// One eventq element (spec 6): 16 bytes on the wire.
-public struct GPUEvent: Equatable, Sendable {
-    public enum Kind: UInt32, Sendable {
-        case firmware = 1
-        case vmManager = 2
-        /// The IRQ_STATUS / IRQ_ENABLE bit of this kind.
-        public var irqBit: UInt32 { self == .firmware ? 1 : 2 }
-    }
-    public static let size = 16
-    /// Firmware fault: a bad command or a bad ring (spec 7).
-    public static let codeFirmwareFault: UInt32 = 0xE000_0001
-    /// Firmware: a kick was served; value = completed_seq.
-    public static let codeKickDone: UInt32 = 0
-    /// VM manager: the OSID went offline / a parameter changed.
-    public static let codeVmOffline: UInt32 = 1
-    public static let codeVmmConfigure: UInt32 = 2
-
-    public var type: Kind
-    public var code: UInt32
-    public var value: UInt64
-    public init(type: Kind, code: UInt32, value: UInt64) { self.type = type; self.code = code; self.value = value }
-
-    /// type u32 @0, code u32 @4, value u64 @8, little-endian.
-    @discardableResult
-    public func encode(into b: UnsafeMutableRawBufferPointer) -> Bool {
-        guard b.count >= Self.size else { return false }
-        b.storeBytes(of: type.rawValue.littleEndian, toByteOffset: 0, as: UInt32.self)
-        b.storeBytes(of: code.littleEndian, toByteOffset: 4, as: UInt32.self)
-        b.storeBytes(of: value.littleEndian, toByteOffset: 8, as: UInt64.self)
-        return true
-    }
-
-    public static func decode(from b: UnsafeRawBufferPointer) -> GPUEvent? {
-        guard b.count >= size,
-              let kind = Kind(rawValue: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 0, as: UInt32.self)))
-        else { return nil }
-        return GPUEvent(type: kind, code: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 4, as: UInt32.self)),
-                        value: UInt64(littleEndian: b.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
-    }
-}
+import PVZContract
 
 /// Events waiting for an eventq buffer, bounded: when full the oldest is
 /// dropped and counted (a guest that never posts buffers cannot make the

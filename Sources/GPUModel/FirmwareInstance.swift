@@ -1,26 +1,6 @@
+import PVZContract
 import PVZServer
 import Synchronization
-
-/// The kickq buffer (spec 7): write_offset u32 @0, flags u32 @4 (reserved, 0).
-public struct KickRequest: Equatable, Sendable {
-    public static let size = 8
-    public var writeOffset: UInt32
-    public var flags: UInt32
-    public init(writeOffset: UInt32, flags: UInt32 = 0) { self.writeOffset = writeOffset; self.flags = flags }
-    /// nil unless exactly 8 bytes.
-    public static func decode(from b: UnsafeRawBufferPointer) -> KickRequest? {
-        guard b.count == size else { return nil }
-        return KickRequest(writeOffset: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 0, as: UInt32.self)),
-                           flags: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
-    }
-    @discardableResult
-    public func encode(into b: UnsafeMutableRawBufferPointer) -> Bool {
-        guard b.count >= Self.size else { return false }
-        b.storeBytes(of: writeOffset.littleEndian, toByteOffset: 0, as: UInt32.self)
-        b.storeBytes(of: flags.littleEndian, toByteOffset: 4, as: UInt32.self)
-        return true
-    }
-}
 
 /// One OSID's firmware bound to its heap and register bank: what the glue
 /// submits to the scheduler on each kick.

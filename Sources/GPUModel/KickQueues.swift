@@ -1,3 +1,4 @@
+import PVZContract
 import PVZServer
 
 /// One doorbell waiting for the firmware: the kickq chain it came on, its

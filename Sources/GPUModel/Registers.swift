@@ -1,58 +1,13 @@
 import CPVZShim
+import PVZContract
 import PVZServer
 import Synchronization
-
-/// Register offsets in an OSID's 64 KiB bank (docs/registers.md).
-public enum Reg {
-    public static let coreID: UInt32 = 0x000
-    public static let bvncLo: UInt32 = 0x004
-    public static let bvncHi: UInt32 = 0x008
-    public static let osid: UInt32 = 0x00C
-    public static let fwStatus: UInt32 = 0x010
-    public static let irqStatus: UInt32 = 0x014
-    public static let irqEnable: UInt32 = 0x018
-    public static let scratch: UInt32 = 0x01C
-    public static let fwReadOffset: UInt32 = 0x020
-    public static let fwCompletedSeqLo: UInt32 = 0x024
-    public static let fwCompletedSeqHi: UInt32 = 0x028
-    public static let clockLo: UInt32 = 0x030
-    public static let clockHi: UInt32 = 0x034
-    public static let calls: UInt32 = 0x040
-    public static let kicks: UInt32 = 0x044
-    public static let commands: UInt32 = 0x048
-    public static let faults: UInt32 = 0x04C
-    public static let eventsDropped: UInt32 = 0x050
-    public static let eventsRaised: UInt32 = 0x054
-    public static let eventsPending: UInt32 = 0x058
-
-    /// "PZ" and register-layout version 1.
-    public static let coreIDValue: UInt32 = 0x505A_0001
-    public static let irqMask: UInt32 = 0x3
-    /// Every defined register, in offset order (what `mirror` writes).
-    public static let all: [UInt32] = [
-        coreID, bvncLo, bvncHi, osid, fwStatus, irqStatus, irqEnable, scratch,
-        fwReadOffset, fwCompletedSeqLo, fwCompletedSeqHi, clockLo, clockHi,
-        calls, kicks, commands, faults, eventsDropped, eventsRaised, eventsPending,
-    ]
-}
-
-/// FW_STATUS bits (the same as config-space `status` bits 0..3, plus bit 4).
-public struct FirmwareStatus: OptionSet, Sendable {
-    public let rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
-    public static let online = FirmwareStatus(rawValue: 1 << 0)
-    public static let running = FirmwareStatus(rawValue: 1 << 1)
-    public static let heapMapped = FirmwareStatus(rawValue: 1 << 2)
-    public static let devConfigCreated = FirmwareStatus(rawValue: 1 << 3)
-    /// The last kick failed as a whole (bad magic, size or offset).
-    public static let lastKickFailed = FirmwareStatus(rawValue: 1 << 4)
-}
 
 struct BankState {
     var fwStatus = FirmwareStatus()
     var irqStatus: UInt32 = 0
     /// Both lines enabled at reset so a guest that never writes IRQ_ENABLE gets interrupts.
-    var irqEnable: UInt32 = Reg.irqMask
+    var irqEnable: UInt32 = PVZRegister.irqMask
     var scratch: UInt32 = 0
     var fwReadOffset: UInt32 = 0
     var completedSeq: UInt64 = 0
@@ -78,10 +33,7 @@ public final class RegisterBank: RegisterFile, Sendable {
     private let clockOffset = Atomic<UInt64>(0)
     private let state: Mutex<BankState>
 
-    /// Rogue 36.52.104.182, a GE8300-class core.
-    public static let defaultBVNC: UInt64 = 36 << 48 | 52 << 32 | 104 << 16 | 182
-
-    public init(osid: OSID, bvnc: UInt64 = RegisterBank.defaultBVNC, backlogCapacity: Int = 64) {
+    public init(osid: OSID, bvnc: UInt64 = VirtioPVZ.defaultBVNC, backlogCapacity: Int = 64) {
         self.osid = osid
         self.bvnc = bvnc
         self.epoch = .now
@@ -98,10 +50,10 @@ public final class RegisterBank: RegisterFile, Sendable {
     // MARK: RegisterFile
 
     public func read(offset: UInt32) -> Result<UInt32, PVZStatus> {
-        guard offset & 3 == 0, UInt64(offset) < PVZLayout.registerBankSize else { return .failure(.invalidParams) }
-        let clock = offset == Reg.clockLo ? clockNs : 0
+        guard offset & 3 == 0, UInt64(offset) < PVZRegister.bankSize else { return .failure(.invalidParams) }
+        let clock = offset == PVZRegister.clockLo ? clockNs : 0
         return .success(state.withLock { s in
-            if offset == Reg.clockLo { s.clockLatchHi = UInt32(truncatingIfNeeded: clock >> 32) }
+            if offset == PVZRegister.clockLo { s.clockLatchHi = UInt32(truncatingIfNeeded: clock >> 32) }
             return value(offset, s, clock: clock)
         })
     }
@@ -112,13 +64,13 @@ public final class RegisterBank: RegisterFile, Sendable {
     public func write(offset: UInt32, value: UInt32) -> PVZStatus {
         state.withLock { s in
             switch offset {
-            case Reg.irqStatus:
-                guard value & ~Reg.irqMask == 0 else { return .invalidParams }
+            case PVZRegister.irqStatus:
+                guard value & ~PVZRegister.irqMask == 0 else { return .invalidParams }
                 s.irqStatus &= ~value
-            case Reg.irqEnable:
-                guard value & ~Reg.irqMask == 0 else { return .invalidParams }
+            case PVZRegister.irqEnable:
+                guard value & ~PVZRegister.irqMask == 0 else { return .invalidParams }
                 s.irqEnable = value
-            case Reg.scratch:
+            case PVZRegister.scratch:
                 s.scratch = value
             default:
                 return .invalidParams
@@ -133,26 +85,26 @@ public final class RegisterBank: RegisterFile, Sendable {
 
     private func value(_ offset: UInt32, _ s: BankState, clock: UInt64) -> UInt32 {
         switch offset {
-        case Reg.coreID: return Reg.coreIDValue
-        case Reg.bvncLo: return UInt32(truncatingIfNeeded: bvnc)
-        case Reg.bvncHi: return UInt32(truncatingIfNeeded: bvnc >> 32)
-        case Reg.osid: return osid.rawValue
-        case Reg.fwStatus: return s.fwStatus.rawValue
-        case Reg.irqStatus: return s.irqStatus
-        case Reg.irqEnable: return s.irqEnable
-        case Reg.scratch: return s.scratch
-        case Reg.fwReadOffset: return s.fwReadOffset
-        case Reg.fwCompletedSeqLo: return UInt32(truncatingIfNeeded: s.completedSeq)
-        case Reg.fwCompletedSeqHi: return UInt32(truncatingIfNeeded: s.completedSeq >> 32)
-        case Reg.clockLo: return UInt32(truncatingIfNeeded: clock)
-        case Reg.clockHi: return s.clockLatchHi
-        case Reg.calls: return s.calls
-        case Reg.kicks: return s.kicks
-        case Reg.commands: return s.commands
-        case Reg.faults: return s.faults
-        case Reg.eventsDropped: return UInt32(truncatingIfNeeded: s.backlog.dropped)
-        case Reg.eventsRaised: return s.eventsRaised
-        case Reg.eventsPending: return UInt32(s.backlog.count)
+        case PVZRegister.coreID: return PVZRegister.coreIDValue
+        case PVZRegister.bvncLo: return UInt32(truncatingIfNeeded: bvnc)
+        case PVZRegister.bvncHi: return UInt32(truncatingIfNeeded: bvnc >> 32)
+        case PVZRegister.osid: return osid.rawValue
+        case PVZRegister.fwStatus: return s.fwStatus.rawValue
+        case PVZRegister.irqStatus: return s.irqStatus
+        case PVZRegister.irqEnable: return s.irqEnable
+        case PVZRegister.scratch: return s.scratch
+        case PVZRegister.fwReadOffset: return s.fwReadOffset
+        case PVZRegister.fwCompletedSeqLo: return UInt32(truncatingIfNeeded: s.completedSeq)
+        case PVZRegister.fwCompletedSeqHi: return UInt32(truncatingIfNeeded: s.completedSeq >> 32)
+        case PVZRegister.clockLo: return UInt32(truncatingIfNeeded: clock)
+        case PVZRegister.clockHi: return s.clockLatchHi
+        case PVZRegister.calls: return s.calls
+        case PVZRegister.kicks: return s.kicks
+        case PVZRegister.commands: return s.commands
+        case PVZRegister.faults: return s.faults
+        case PVZRegister.eventsDropped: return UInt32(truncatingIfNeeded: s.backlog.dropped)
+        case PVZRegister.eventsRaised: return s.eventsRaised
+        case PVZRegister.eventsPending: return UInt32(s.backlog.count)
         default: return 0   // reserved offsets read as zero
         }
     }
@@ -169,7 +121,7 @@ public final class RegisterBank: RegisterFile, Sendable {
             s.clockLatchHi = UInt32(truncatingIfNeeded: clock >> 32)
             return s
         }
-        for off in Reg.all {
+        for off in PVZRegister.all {
             pvz_store_release_u32(base + Int(off), value(off, s, clock: clock))
         }
     }
@@ -226,7 +178,7 @@ public final class RegisterBank: RegisterFile, Sendable {
     public func resetDevice() {
         state.withLock { s in
             s.irqStatus = 0
-            s.irqEnable = Reg.irqMask
+            s.irqEnable = PVZRegister.irqMask
             s.scratch = 0
             s.fwReadOffset = 0
             s.completedSeq = 0
@@ -274,8 +226,8 @@ public final class RegisterBank: RegisterFile, Sendable {
     /// IRQ bit outside the mask or a malformed event is refused, as are
     /// more events than the backlog holds.
     public func restore(_ m: Snapshot) throws(BankRestoreError) {
-        guard m.irqStatus & ~Reg.irqMask == 0, m.irqEnable & ~Reg.irqMask == 0 else {
-            throw .invalid("IRQ bits 0x\(String(m.irqStatus | m.irqEnable, radix: 16)) outside the mask 0x\(String(Reg.irqMask, radix: 16))")
+        guard m.irqStatus & ~PVZRegister.irqMask == 0, m.irqEnable & ~PVZRegister.irqMask == 0 else {
+            throw .invalid("IRQ bits 0x\(String(m.irqStatus | m.irqEnable, radix: 16)) outside the mask 0x\(String(PVZRegister.irqMask, radix: 16))")
         }
         var backlog = EventBacklog(capacity: state.withLock { $0.backlog.capacity })
         guard m.events.count <= backlog.capacity else {

@@ -8,23 +8,25 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import PVZContract
 import GPUModel
 import Logging
+import Platform
 import PVZServer
 import SafeSockets
 import Synchronization
 import VMManager
 import VhostUser
 
-/// One guest as the daemon runs it: its device, its vhost-user server and thread.
-public final class GuestRuntime: Sendable {
+/// One guest as the daemon runs it: its device and the vhost-user server (and thread) of its socket.
+public final class ServedGuest: Sendable {
     public let config: GuestConfig
     public let device: PVZDevice
-    public let server: VhostUserServer
+    public let vhostServer: VhostUserServer
     /// The libvirt domain on this guest's socket (config file, or the hook's prepare).
     let domain: Mutex<String?>
-    init(config: GuestConfig, device: PVZDevice, server: VhostUserServer) {
-        self.config = config; self.device = device; self.server = server
+    init(config: GuestConfig, device: PVZDevice, vhostServer: VhostUserServer) {
+        self.config = config; self.device = device; self.vhostServer = vhostServer
         domain = Mutex(config.domain)
     }
 }
@@ -35,8 +37,9 @@ public final class GuestRuntime: Sendable {
 public final class Daemon: ControlHandler, @unchecked Sendable {
     public static let version = PVZVersion.string
     public let config: DaemonConfig
-    public let server: PVZHostServer
-    public let guests: [GuestRuntime]
+    /// The PVZ host server: every OSID's ledger (PVZServer).
+    public let hostServer: PVZHostServer
+    public let guests: [ServedGuest]
     /// The emulated GPU's one firmware processor, shared by all OSIDs by priority.
     public let processor: FirmwareProcessor
     let store: StateStore?
@@ -69,39 +72,43 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             if let p = g.socketPath, !seen.insert(p).inserted { throw ConfigError("socket path \(p) is used by two guests") }
         }
         do {
-            server = try PVZHostServer(maxOSIDs: config.maxOSIDs, guests: config.guests.map(\.spec), ddkABI: config.ddkABI)
+            hostServer = try PVZHostServer(maxOSIDs: config.maxOSIDs, guests: config.guests.map(\.spec), ddkABI: config.ddkABI)
         } catch {
             throw ConfigError(error.description)
         }
         store = config.stateFile.map(StateStore.init(path:))
         if let store, let saved = try store.load() {
-            for note in server.restore(saved) { logger.warning("restoring \(store.path): \(note)") }
+            for note in hostServer.restore(saved) { logger.warning("restoring \(store.path): \(note)") }
             logger.info("ledger restored from \(store.path)")
         }
-        processor = FirmwareProcessor(maxOSIDs: config.maxOSIDs)
-        var rts: [GuestRuntime] = []
+        processor = try FirmwareProcessor(maxOSIDs: config.maxOSIDs)
+        var rts: [ServedGuest] = []
         for (g, listener) in zip(config.guests, plan.guests) {
             let gpu = GuestGPU(osid: g.spec.osid, carveout: g.spec.carveout, processor: processor)
-            let dev = PVZDevice(osid: g.spec.osid, server: server, settings: g.settings, gpu: gpu, logger: logger)
+            let dev = PVZDevice(osid: g.spec.osid, hostServer: hostServer, settings: g.settings, gpu: gpu, logger: logger)
             var l = logger
             l[metadataKey: "osid"] = "\(g.spec.osid.rawValue)"
             let vs = try VhostUserServer(listenFD: listener.fd, socketFile: listener.file, ownsSocketFile: listener.ownsFile,
                                          access: config.socketAccess, device: dev, logger: l)
             dev.vhostServer = vs
             dev.crashPoint = CrashPoint(environment: ProcessInfo.processInfo.environment["PVZ_TEST_CRASH"])
-            if let store { dev.ledgerChanged = { [server, logger] in if let e = store.save(server.persistedState()) { logger.error("\(e)") } } }
+            if let store { dev.ledgerChanged = { [hostServer, logger] in if let e = store.save(hostServer.persistedState()) { logger.error("\(e)") } } }
             gpu.wake = { [weak vs] in vs?.wake() }
-            rts.append(GuestRuntime(config: g, device: dev, server: vs))
+            rts.append(ServedGuest(config: g, device: dev, vhostServer: vs))
         }
         guests = rts
         controlListener = plan.control
     }
 
     /// Starts every guest thread, the control socket and the libvirt listener.
+    /// The guest threads `start` started; `stop` joins them (start and stop
+    /// are the owner's calls, from one thread).
+    private var guestThreads: [OSThread] = []
+
     public func start() throws {
         for g in guests {
-            let s = g.server
-            startThread(name: "pvz-osid\(g.config.spec.osid.rawValue)") { s.run() }
+            let s = g.vhostServer
+            guestThreads.append(try OSThread(name: "pvz-osid\(g.config.spec.osid.rawValue)") { s.run() })
             logger.info("serving \(g.config.spec.osid) on \(socketLabel(g)) carve-out \(g.config.spec.carveout)")
         }
         if let cl = controlListener {
@@ -124,19 +131,24 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     public func stop() {
         libvirt?.stop()
         control?.stop()
-        for g in guests { g.server.stop() }
+        for g in guests { g.vhostServer.stop() }
+        // Each guest thread ends its connection and closes its socket before
+        // stop returns: a restart can take the same paths at once.
+        let threads = guestThreads
+        guestThreads = []
+        for t in threads { t.join() }
         processor.shutdown()
     }
 
     func persist() {
-        if let store, let e = store.save(server.persistedState()) { logger.error("\(e)") }
+        if let store, let e = store.save(hostServer.persistedState()) { logger.error("\(e)") }
     }
 
-    func runtime(_ osid: OSID) -> GuestRuntime? { guests.first { $0.config.spec.osid == osid } }
+    func runtime(_ osid: OSID) -> ServedGuest? { guests.first { $0.config.spec.osid == osid } }
 
     /// The guest's socket as status shows it: its path, else the descriptor.
-    func socketLabel(_ rt: GuestRuntime) -> String {
-        rt.server.socketPath ?? rt.config.socketPath ?? "fd:\(rt.server.listenFD)"
+    func socketLabel(_ rt: ServedGuest) -> String {
+        rt.vhostServer.socketPath ?? rt.config.socketPath ?? "fd:\(rt.vhostServer.listenFD)"
     }
 
     // MARK: VM manager (sVmmFuncTab)
@@ -146,11 +158,11 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     /// (VMM_CONF_PRIO_*) first, as a VM manager of that DDK must.
     public func vmOnline(_ osid: OSID, priority: UInt32?) throws(PVZError) {
         let p = priority ?? runtime(osid)?.config.settings.priority ?? 0
-        if server.ddkABI.onlineTakesPriority {
-            try server.onVmOnline(osid: osid, priority: p)
+        if hostServer.ddkABI.onlineTakesPriority {
+            try hostServer.onVmOnline(osid: osid, priority: p)
         } else {
-            try server.vmmConfigure(knob: .priority(osid.rawValue), value: p)
-            try server.onVmOnline(osid: osid, abiPriority: nil)
+            try hostServer.vmmConfigure(knob: .priority(osid.rawValue), value: p)
+            try hostServer.onVmOnline(osid: osid, abiPriority: nil)
         }
         persist()
         if let rt = runtime(osid) {
@@ -162,7 +174,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
 
     public func vmOffline(_ osid: OSID) throws(PVZError) -> OfflineResult {
         let rt = runtime(osid)
-        let r = try server.onVmOffline(osid: osid) { _ in rt?.device.gpu.stopFirmware() ?? true }
+        let r = try hostServer.onVmOffline(osid: osid) { _ in rt?.device.gpu.stopFirmware() ?? true }
         persist()
         if let rt {
             rt.device.gpu.vmOffline()
@@ -194,7 +206,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             do { r = try vmOffline(osid) } catch { return failure(error) }
             return .success(guest: guestStatus(rt), message: "freed \(r.freedHeaps.count) heaps")
         case .configure(let param, let value):
-            let abi = server.ddkABI
+            let abi = hostServer.ddkABI
             let knob: VMMKnob
             do {
                 switch param {
@@ -209,10 +221,10 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
                     }
                     knob = k
                 }
-                try server.vmmConfigure(knob: knob, value: value)
+                try hostServer.vmmConfigure(knob: knob, value: value)
             } catch { return failure(error) }
             persist()
-            for g in guests { g.device.gpu.parametersChanged(server.vmmParameters) }
+            for g in guests { g.device.gpu.parametersChanged(hostServer.vmmParameters) }
             return .success(parameter: ConfParamStatus(param: abi.number(of: knob) ?? 0, name: abi.name(of: knob), value: value))
         case .dt(let osid):
             guard runtime(osid) != nil, let d = guestDescription(osid) else {
@@ -227,10 +239,10 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
             guard let rt = runtime(osid) else { return .failure(ControlErrorCode.invalidOSID, "no guest with \(osid) (configured: \(guests.map { $0.config.spec.osid.rawValue }))") }
             // A front-end of another domain still on the socket: this domain's QEMU could not connect.
             let current = rt.domain.withLock { $0 }
-            if rt.server.isConnected, let domain, let current, current != domain {
+            if rt.vhostServer.isConnected, let domain, let current, current != domain {
                 return .failure(ControlErrorCode.notReady, "\(osid)'s socket \(socketLabel(rt)) is in use by domain '\(current)', not '\(domain)'")
             }
-            guard rt.server.isListening else {
+            guard rt.vhostServer.isListening else {
                 return .failure(ControlErrorCode.notReady, "\(osid)'s socket \(socketLabel(rt)) is not listening (its file was removed or replaced): QEMU could not connect")
             }
             if let domain { rt.domain.withLock { $0 = domain } }
@@ -242,7 +254,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     public func metrics() -> DaemonMetrics {
         let gs = guests.map { rt -> GuestMetrics in
             let osid = rt.config.spec.osid
-            let st = server.snapshot(osid: osid)
+            let st = hostServer.snapshot(osid: osid)
             let gc = rt.device.gpu.counters
             var byFunction: [NamedCount] = []
             var byStatus: [NamedCount] = []
@@ -254,15 +266,15 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
                     byStatus.append(NamedCount(name: PVZStatus(rawValue: UInt32(i))?.name ?? "STATUS_\(i)", count: n))
                 }
             }
-            return GuestMetrics(osid: osid.rawValue, domain: rt.domain.withLock { $0 }, listening: rt.server.isListening,
-                                connected: rt.server.isConnected, online: st?.online ?? false,
-                                needsReset: rt.server.stats.needsReset.load(ordering: .relaxed),
+            return GuestMetrics(osid: osid.rawValue, domain: rt.domain.withLock { $0 }, listening: rt.vhostServer.isListening,
+                                connected: rt.vhostServer.isConnected, online: st?.online ?? false,
+                                needsReset: rt.vhostServer.stats.needsReset.load(ordering: .relaxed),
                                 callsByFunction: byFunction, callsByStatus: byStatus, kicks: gc.kicks, commands: gc.commands,
                                 faults: gc.faults, events: gc.events, eventsDropped: gc.eventsDropped,
                                 heapBytes: (st?.heaps ?? []).reduce(0) { $0 &+ $1.size }, disconnects: st?.disconnects ?? 0)
         }
-        return DaemonMetrics(uptimeSeconds: Date().timeIntervalSince(started), hostHeapBytes: server.hostPoolUsed,
-                             invalidOsidCalls: server.invalidOSIDCalls, guests: gs)
+        return DaemonMetrics(uptimeSeconds: Date().timeIntervalSince(started), hostHeapBytes: hostServer.hostPoolUsed,
+                             invalidOsidCalls: hostServer.invalidOSIDCalls, guests: gs)
     }
 
     private func failure(_ e: PVZError) -> ControlResponse {
@@ -282,19 +294,19 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
     /// the carve-out and every host-origin heap (guest-origin heaps are the
     /// guest OS's own memory and need no reservation).
     public func guestDescription(_ osid: OSID) -> GuestGPUDescription? {
-        guard let spec = server.spec(of: osid), let st = server.snapshot(osid: osid) else { return nil }
+        guard let spec = hostServer.spec(of: osid), let st = hostServer.snapshot(osid: osid) else { return nil }
         let heaps = st.heaps.filter { $0.origin == .host }.map {
             ReservedRegion(name: $0.heap == .fwLocal ? "pvz-fw-heap" : "pvz-gpu-heap", base: $0.ipa.rawValue, size: $0.size)
         }
         return GuestGPUDescription(osid: osid.rawValue, regsBase: spec.carveout.start.rawValue,
-                                   regsSize: PVZLayout.registerBankSize, irq: spec.policy.irq,
+                                   regsSize: PVZRegister.bankSize, irq: spec.policy.irq,
                                    carveout: ReservedRegion(name: "pvz-carveout", base: spec.carveout.start.rawValue, size: spec.carveout.size),
                                    heaps: heaps)
     }
 
     public func status() -> DaemonStatus {
-        let p = server.vmmParameters
-        let abi = server.ddkABI
+        let p = hostServer.vmmParameters
+        let abi = hostServer.ddkABI
         let params = abi.knobs.enumerated().map { i, k in
             ConfParamStatus(param: UInt32(i), name: abi.name(of: k), value: p.value(of: k))
         }
@@ -304,10 +316,10 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
                             libvirtConnected: libvirt.map(\.isConnected), ddkAbi: abi.rawValue)
     }
 
-    func guestStatus(_ rt: GuestRuntime) -> GuestStatus {
+    func guestStatus(_ rt: ServedGuest) -> GuestStatus {
         let osid = rt.config.spec.osid
-        let st = server.snapshot(osid: osid)
-        let stats = rt.server.stats
+        let st = hostServer.snapshot(osid: osid)
+        let stats = rt.vhostServer.stats
         let heaps = (st?.heaps ?? []).map {
             HeapStatus(osid: osid.rawValue, heapId: $0.heap.rawValue, heapName: $0.heap.description,
                        origin: $0.origin == .host ? "HOST" : "GUEST", ipa: $0.ipa.rawValue, pa: $0.pa.rawValue, size: $0.size)
@@ -316,7 +328,7 @@ public final class Daemon: ControlHandler, @unchecked Sendable {
         let counters = GuestCounters(calls: st?.totalCalls ?? 0, kicks: gc.kicks, commands: gc.commands, faults: gc.faults,
                                      events: gc.events, eventsDropped: gc.eventsDropped)
         return GuestStatus(osid: osid.rawValue, domain: rt.domain.withLock { $0 }, socketPath: socketLabel(rt),
-                           listening: rt.server.isListening, connected: rt.server.isConnected, online: st?.online ?? false,
+                           listening: rt.vhostServer.isListening, connected: rt.vhostServer.isConnected, online: st?.online ?? false,
                            priority: st?.priority ?? 0, deviceStatus: stats.deviceStatus.load(ordering: .relaxed),
                            needsReset: stats.needsReset.load(ordering: .relaxed),
                            features: stats.ackedFeatures.load(ordering: .relaxed),

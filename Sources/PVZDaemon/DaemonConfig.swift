@@ -8,6 +8,7 @@ import Foundation
 import Glibc
 #endif
 import Logging
+import PVZContract
 import PVZServer
 import SafeSockets
 import Sandbox
@@ -32,7 +33,7 @@ public struct GuestConfig: Sendable, Equatable {
 public struct DaemonConfig: Sendable, Equatable {
     public var guests: [GuestConfig]
     public var controlSocket: String?
-    public var maxOSIDs: UInt32 = 8
+    public var maxOSIDs: UInt32 = VirtioPVZ.defaultMaxOSIDs
     /// libvirt URI for the event listener; nil disables it.
     public var libvirtURI: String?
     /// Where the ledger is kept across restarts; nil keeps it in memory only.
@@ -44,7 +45,7 @@ public struct DaemonConfig: Sendable, Equatable {
     public var socketAccess = SocketAccess()
     /// Entered by the executable once every socket is bound.
     public var sandbox = SandboxSettings()
-    public init(guests: [GuestConfig], controlSocket: String?, maxOSIDs: UInt32 = 8, libvirtURI: String? = nil, stateFile: String? = nil) {
+    public init(guests: [GuestConfig], controlSocket: String?, maxOSIDs: UInt32 = VirtioPVZ.defaultMaxOSIDs, libvirtURI: String? = nil, stateFile: String? = nil) {
         self.guests = guests; self.controlSocket = controlSocket; self.maxOSIDs = maxOSIDs; self.libvirtURI = libvirtURI
         self.stateFile = stateFile
     }

@@ -8,6 +8,7 @@ import Foundation
 import Glibc
 #endif
 import Logging
+import PVZContract
 import PVZServer
 import SafeSockets
 import Sandbox
@@ -91,7 +92,6 @@ public struct DaemonOptions: Sendable, Equatable {
     static let keys = ["control_socket", "max_osids", "libvirt_uri", "state_file", "log_level", "socket_group", "socket_mode",
                        "allow_users", "allow_groups", "user", "group", "seccomp", "ddk_abi", "guests"]
 
-    public static let defaultMaxOSIDs: UInt32 = 8
     public static let logLevels = Logger.Level.allCases.map(\.rawValue)
 
     // MARK: the config file
@@ -158,9 +158,9 @@ public struct DaemonOptions: Sendable, Equatable {
 
     public func validated() throws(ConfigError) -> DaemonConfig {
         let n = names
-        let maxOSIDs = self.maxOSIDs ?? Self.defaultMaxOSIDs
-        guard maxOSIDs >= 2, maxOSIDs <= PVZLayout.maxOSIDsLimit else {
-            throw ConfigError("\(n.name("max_osids")): \(maxOSIDs) is out of range 2...\(PVZLayout.maxOSIDsLimit) (OSIDs including the host's 0)")
+        let maxOSIDs = self.maxOSIDs ?? VirtioPVZ.defaultMaxOSIDs
+        guard maxOSIDs >= 2, maxOSIDs <= VirtioPVZ.maxOSIDsLimit else {
+            throw ConfigError("\(n.name("max_osids")): \(maxOSIDs) is out of range 2...\(VirtioPVZ.maxOSIDsLimit) (OSIDs including the host's 0)")
         }
         let level: Logger.Level
         if let l = logLevel {

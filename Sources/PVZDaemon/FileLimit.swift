@@ -1,4 +1,5 @@
 import CPVZShim
+import PVZContract
 import Logging
 import VMManager
 #if canImport(Glibc)
@@ -11,7 +12,7 @@ import Glibc
 /// nothing of how many guests the config holds.
 public enum FileLimit {
     /// Vrings per guest: hypercallq, eventq, kickq.
-    static let queues = PVZIdentity.queueNames.count
+    static let queues = PVZQueue.allCases.count
 
     /// What one guest can hold at once:
     /// - its listening socket, its server's epoll and wake-up eventfd (3);

@@ -1,5 +1,7 @@
 import CPVZShim
+import PVZContract
 import GPUModel
+import Platform
 import PVZServer
 import Synchronization
 import VhostUser
@@ -44,14 +46,20 @@ public final class FirmwareProcessor: @unchecked Sendable {
 
     /// Lets a thread wait until the firmware thread got to a command.
     final class Waiter: @unchecked Sendable {
-        private let fd: Int32
-        init() { fd = eventfd(0, Int32(EFD_CLOEXEC)) }
-        deinit { close(fd) }
-        /// What a detach found in flight, set before `signal` (the eventfd
-        /// orders it before `wait` returns).
+        private let done = Atomic<Bool>(false)
+        /// A blocking eventfd; -1 when the process is out of descriptors (the waiter then spins).
+        private let doorbell = FileDescriptor(taking: eventfd(0, Int32(EFD_CLOEXEC)))
+        /// What a detach found in flight, set before `signal` (the release
+        /// store of `done` orders it before `wait` returns).
         var found: (finished: Int, cancelled: Int) = (0, 0)
-        func signal() { EventFD.signal(fd) }
-        func wait() { var v: UInt64 = 0; while read(fd, &v, 8) != 8 && errno == EINTR {} }
+        func signal() {
+            done.store(true, ordering: .releasing)
+            if doorbell.rawValue >= 0 { EventFD.signal(doorbell.rawValue) }
+        }
+        func wait() {
+            if doorbell.rawValue >= 0 { var v: UInt64 = 0; while read(doorbell.rawValue, &v, 8) != 8 && errno == EINTR {} }
+            while !done.load(ordering: .acquiring) { sched_yield() }
+        }
     }
 
     private struct Slot {
@@ -77,30 +85,25 @@ public final class FirmwareProcessor: @unchecked Sendable {
     private let posted = Atomic<Int>(0)
     private let doorbell: EventFD
     private let epoll: Epoll
-    private var tid = pthread_t()
+    private var thread: OSThread?
     private let running = Atomic<Bool>(false)
     /// The HCS deadline for readers off the thread (status).
     private let deadlineMirror = Atomic<UInt32>(0)
 
     private static let tagDoorbell: UInt64 = 1 << 40
 
-    public init(maxOSIDs: UInt32 = 8) {
+    /// Starts the firmware thread. Fails only when the process is out of
+    /// descriptors or threads at start-up: then nothing could run.
+    public init(maxOSIDs: UInt32 = VirtioPVZ.defaultMaxOSIDs) throws(SystemError) {
         self.maxOSIDs = maxOSIDs
         queues = KickQueues(osids: Int(maxOSIDs), capacity: GuestGPU.maxQueuedKicks)
         slots = Array(repeating: nil, count: Int(maxOSIDs))
-        // Failing here means the process is out of fds at start: nothing can run.
-        doorbell = try! EventFD()
-        epoll = try! Epoll()
-        try! epoll.add(doorbell.fd, tag: Self.tagDoorbell)
+        doorbell = try EventFD()
+        epoll = try Epoll()
+        try epoll.add(doorbell.fd, tag: Self.tagDoorbell)
         running.store(true, ordering: .relaxed)
-        let me = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(&tid, nil, { arg in
-            let p = Unmanaged<FirmwareProcessor>.fromOpaque(arg!).takeRetainedValue()
-            pvz_set_thread_name("pvz-firmware")
-            p.loop()
-            return nil
-        }, me)
-        precondition(rc == 0, "firmware processor: pthread_create failed with error \(rc)")
+        // The thread keeps the processor alive until it ends (shutdown joins it).
+        thread = try OSThread(name: "pvz-firmware") { [self] in loop() }
     }
 
     deinit { request.deallocate() }
@@ -152,7 +155,7 @@ public final class FirmwareProcessor: @unchecked Sendable {
     public func shutdown() {
         guard running.exchange(false, ordering: .acquiringAndReleasing) else { return }
         post(.stop)
-        pthread_join(tid, nil)
+        thread?.join()
     }
 
     // MARK: the thread

@@ -1,3 +1,4 @@
+import PVZContract
 import GPUModel
 import PVZServer
 import Synchronization
@@ -48,7 +49,7 @@ public final class GuestGPU: @unchecked Sendable {
     private let brokenKickq = Mutex<String?>(nil)
     private let preemptions = Atomic<UInt64>(0)
 
-    public init(osid: OSID, carveout: IPARange, processor: FirmwareProcessor, bvnc: UInt64 = RegisterBank.defaultBVNC) {
+    public init(osid: OSID, carveout: IPARange, processor: FirmwareProcessor, bvnc: UInt64 = VirtioPVZ.defaultBVNC) {
         self.osid = osid
         self.processor = processor
         bank = RegisterBank(osid: osid, bvnc: bvnc)
@@ -67,8 +68,8 @@ public final class GuestGPU: @unchecked Sendable {
     }
     public var counters: Counters {
         func r(_ o: UInt32) -> UInt64 { (try? bank.read(offset: o).get()).map(UInt64.init) ?? 0 }
-        return Counters(kicks: r(Reg.kicks), commands: r(Reg.commands), faults: r(Reg.faults),
-                        events: r(Reg.eventsRaised), eventsDropped: bank.droppedEvents)
+        return Counters(kicks: r(PVZRegister.kicks), commands: r(PVZRegister.commands), faults: r(PVZRegister.faults),
+                        events: r(PVZRegister.eventsRaised), eventsDropped: bank.droppedEvents)
     }
 
     // MARK: memory
@@ -81,7 +82,7 @@ public final class GuestGPU: @unchecked Sendable {
         let (step, old) = mapping.withLock { m -> (Step, GuestMemory?) in
             let old = m.memory
             m.memory = memory
-            m.regs = memory.translate(gpa: m.carveout.start.rawValue, length: PVZLayout.registerBankSize)
+            m.regs = memory.translate(gpa: m.carveout.start.rawValue, length: PVZRegister.bankSize)
             guard let h = fwHeap else { return (.none, old) }
             guard let p = memory.translate(gpa: h.start.rawValue, length: h.size) else {
                 // The heap's memory left the table: the firmware must not keep the old mapping.
@@ -118,7 +119,7 @@ public final class GuestGPU: @unchecked Sendable {
     }
 
     /// The part of the bank `mirror` writes (every defined register).
-    private static let mirrorBytes = UInt64((Reg.all.max() ?? 0) + 4)
+    private static let mirrorBytes = UInt64((PVZRegister.all.max() ?? 0) + 4)
 
     // MARK: hypercall effects
 

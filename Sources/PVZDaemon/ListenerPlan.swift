@@ -1,3 +1,4 @@
+import PVZContract
 import PVZServer
 import SafeSockets
 #if canImport(Glibc)

@@ -7,6 +7,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import PVZContract
 import GPUModel
 import Logging
 import PVZServer
@@ -69,7 +70,7 @@ extension PVZDevice {
         do { try loadState(bytes) } catch { return DeviceStateError(error.description) }
         // The destination's memory table (if it came first) holds the heap.
         if ctx.memory.regions.count > 0 {
-            gpu.attachMemory(ctx.memory, fwHeap: server.configView(osid: osid)?.fwHeap?.ipa)
+            gpu.attachMemory(ctx.memory, fwHeap: hostServer.configView(osid: osid)?.fwHeap?.ipa)
         }
         return nil
     }
@@ -78,7 +79,7 @@ extension PVZDevice {
     /// rings are stopped first, so no kick is in flight).
     public func saveState() throws(MigrationError) -> [UInt8] {
         let ledger: MigratedLedger
-        do { ledger = try server.migrationLedger(osid: osid) } catch { throw .invalid("\(error)") }
+        do { ledger = try hostServer.migrationLedger(osid: osid) } catch { throw .invalid("\(error)") }
         return DeviceState(osid: osid.rawValue, ledger: ledger, bank: gpu.bank.snapshot(),
                            firmware: gpu.firmware.snapshot).encoded()
     }
@@ -97,7 +98,7 @@ extension PVZDevice {
         let before = gpu.bank.snapshot()
         do { try gpu.bank.restore(s.bank) } catch { throw .invalid(error.description) }
         do {
-            try server.takeMigratedLedger(s.ledger, osid: osid)
+            try hostServer.takeMigratedLedger(s.ledger, osid: osid)
         } catch {
             try? gpu.bank.restore(before)
             throw error

@@ -1,3 +1,4 @@
+import PVZContract
 import GPUModel
 #if canImport(Glibc)
 import Glibc
@@ -23,7 +24,7 @@ public struct GuestSettings: Sendable, Equatable {
 /// What the PVZ server may ask of the guest's side during a call: is a range
 /// in its RAM (the live memory table), and let go of a firmware heap (the
 /// firmware stops and detaches before the ledger drops the heap).
-struct GuestSide: GuestRAM, FirmwareControl {
+struct CallGlue: GuestRAM, FirmwareControl {
     let memory: GuestMemory
     let gpu: GuestGPU
     func contains(_ r: IPARange) -> Bool { memory.contains(gpa: r.start.rawValue, size: r.size) }
@@ -34,17 +35,17 @@ struct GuestSide: GuestRAM, FirmwareControl {
 /// GPU events, kickq → firmware. One per guest; runs on the guest's thread.
 public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     public let osid: OSID
-    public let server: PVZHostServer
+    public let hostServer: PVZHostServer
     public let settings: GuestSettings
     public let gpu: GuestGPU
     let logger: Logger
 
-    public let queueCount = 3
-    public let maxQueueSize: UInt16 = 1024
+    public let queueCount = PVZQueue.allCases.count
+    public let maxQueueSize = VirtioPVZ.maxQueueSize
     public let configSize = PVZConfigSpace.size
     public var deviceFeatures: UInt64 {
         var f = VirtioFeature.version1 | RingFeature.indirectDesc | RingFeature.eventIdx | PVZFeature.firmware
-        if server.spec(of: osid)?.policy.hostHeapsAllowed == true { f |= PVZFeature.hostHeaps }
+        if hostServer.spec(of: osid)?.policy.hostHeapsAllowed == true { f |= PVZFeature.hostHeaps }
         return f
     }
 
@@ -68,9 +69,9 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     /// The engine's server for this guest, to ring its doorbell from other threads.
     public weak var vhostServer: VhostUserServer?
 
-    public init(osid: OSID, server: PVZHostServer, settings: GuestSettings, gpu: GuestGPU, logger: Logger) {
+    public init(osid: OSID, hostServer: PVZHostServer, settings: GuestSettings, gpu: GuestGPU, logger: Logger) {
         self.osid = osid
-        self.server = server
+        self.hostServer = hostServer
         self.settings = settings
         self.gpu = gpu
         var l = logger
@@ -94,16 +95,16 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     // MARK: config space
 
     public func configSpace() -> PVZConfigSpace {
-        let v = server.configView(osid: osid)
+        let v = hostServer.configView(osid: osid)
         var status: PVZConfigSpace.Status = []
         if v?.online == true { status.insert(.online) }
         if v?.devConfigCreated == true { status.insert(.devConfigCreated) }
         if v?.fwHeap != nil { status.insert(.firmwareHeapMapped) }
         if gpu.firmwareRunning { status.insert(.firmwareRunning) }
-        return PVZConfigSpace(osid: osid.rawValue, status: status, bvnc: gpu.bvnc, irq: v?.irq ?? 0,
-                              priority: v?.priority ?? 0, regsIPA: v?.regsIPA.rawValue ?? 0,
+        return PVZConfigSpace(osid: osid, status: status, bvnc: gpu.bvnc, irq: v?.irq ?? 0,
+                              priority: v?.priority ?? 0, regsIPA: v?.regsIPA ?? IPA(0),
                               regsSize: v?.regsSize ?? 0, maxOSIDs: v?.maxOSIDs ?? 0,
-                              fwHeapIPA: v?.fwHeap?.ipa.start.rawValue ?? 0, fwHeapSize: v?.fwHeap?.size ?? 0)
+                              fwHeapIPA: v?.fwHeap?.ipa.start ?? IPA(0), fwHeapSize: v?.fwHeap?.size ?? 0)
     }
 
     public func readConfig(into buffer: UnsafeMutableRawBufferPointer) {
@@ -120,10 +121,10 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
 
     public func frontEndConnected(_ ctx: BackendContext) {
         connected.store(true, ordering: .releasing)
-        _ = try? server.guestConnected(osid: osid)
-        if settings.onlineOnConnect, server.configView(osid: osid)?.online == false {
+        _ = try? hostServer.guestConnected(osid: osid)
+        if settings.onlineOnConnect, hostServer.configView(osid: osid)?.online == false {
             do {
-                try server.onVmOnline(osid: osid, priority: settings.priority)
+                try hostServer.onVmOnline(osid: osid, priority: settings.priority)
                 gpu.vmOnline(priority: settings.priority)
                 logger.info("VM online on front-end connect (priority \(settings.priority))")
             } catch {
@@ -134,7 +135,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
 
     public func frontEndDisconnected(_ ctx: BackendContext, reason: DisconnectReason) {
         connected.store(false, ordering: .releasing)
-        _ = try? server.guestDisconnected(osid: osid)
+        _ = try? hostServer.guestDisconnected(osid: osid)
         if reason == .serverStopping {
             // A daemon restart keeps everything: the front-end reconnects to
             // the next daemon and finds the ledger (state file) as it was.
@@ -147,7 +148,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     }
 
     public func memoryChanged(_ ctx: BackendContext) {
-        gpu.attachMemory(ctx.memory, fwHeap: server.configView(osid: osid)?.fwHeap?.ipa)
+        gpu.attachMemory(ctx.memory, fwHeap: hostServer.configView(osid: osid)?.fwHeap?.ipa)
     }
 
     /// RESET_DEVICE / RESET_OWNER: what a rebooting guest kernel or a driver
@@ -159,9 +160,9 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
 
     /// Firmware first (cancel, stop at a command boundary, detach), then the ledger.
     private func releaseDevice(why: String, dropMemory: Bool) {
-        let online = server.configView(osid: osid)?.online ?? false
+        let online = hostServer.configView(osid: osid)?.online ?? false
         gpu.resetDevice(online: online, dropMemory: dropMemory)
-        guard let r = try? server.releaseDevice(osid: osid) else { return }
+        guard let r = try? hostServer.releaseDevice(osid: osid) else { return }
         if r.devConfigDestroyed || !r.freedHeaps.isEmpty {
             ledgerChanged()
             if let held = lifecycleLog.admit() {
@@ -173,14 +174,14 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     }
 
     // kickq is served by the firmware processor's thread, not the guest's.
-    public func servesQueueItself(_ index: Int) -> Bool { index == PVZIdentity.kickq }
+    public func servesQueueItself(_ index: Int) -> Bool { index == PVZQueue.kickq.rawValue }
 
     public func queueHandOver(_ index: Int, _ ctx: BackendContext) {
-        if index == PVZIdentity.kickq { gpu.handOverKickq(ctx.vrings[index], ctx.memory) }
+        if index == PVZQueue.kickq.rawValue { gpu.handOverKickq(ctx.vrings[index], ctx.memory) }
     }
 
     public func queueTakeBack(_ index: Int, _ why: TakeBack, _ ctx: BackendContext) {
-        guard index == PVZIdentity.kickq else { return }
+        guard index == PVZQueue.kickq.rawValue else { return }
         let t0 = ContinuousClock.now
         let (finished, cancelled) = gpu.takeBackKickq(why)
         // Rare (a pause, a migration, a reset with work queued) and what a
@@ -194,14 +195,14 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
 
     public func wake(_ ctx: BackendContext) {
         if configDirty.exchange(false, ordering: .acquiringAndReleasing) { ctx.sendConfigChange() }
-        if let broken = gpu.takeKickqBreak() { ctx.needsReset(queue: PVZIdentity.kickq, reason: broken) }
+        if let broken = gpu.takeKickqBreak() { ctx.needsReset(queue: PVZQueue.kickq.rawValue, reason: broken) }
         deliverEvents(ctx)
     }
 
     public func queueKicked(_ index: Int, _ ctx: BackendContext) {
         switch index {
-        case PVZIdentity.hypercallq: serveHypercalls(ctx)
-        case PVZIdentity.eventq: deliverEvents(ctx)
+        case PVZQueue.hypercallq.rawValue: serveHypercalls(ctx)
+        case PVZQueue.eventq.rawValue: deliverEvents(ctx)
         default: break
         }
     }
@@ -209,8 +210,8 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     // MARK: hypercallq (the hot path: no allocation, no lock across a syscall)
 
     private func serveHypercalls(_ ctx: BackendContext) {
-        let v = ctx.vrings[PVZIdentity.hypercallq]
-        let side = GuestSide(memory: ctx.memory, gpu: gpu)
+        let v = ctx.vrings[PVZQueue.hypercallq.rawValue]
+        let side = CallGlue(memory: ctx.memory, gpu: gpu)
         var changed = false
         repeat {
             while true {
@@ -219,7 +220,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
                     guard let c = try v.nextChain(ctx.memory) else { break }
                     chain = c
                 } catch {
-                    ctx.needsReset(queue: PVZIdentity.hypercallq, reason: error.description)
+                    ctx.needsReset(queue: PVZQueue.hypercallq.rawValue, reason: error.description)
                     return
                 }
                 let reqLen = min(chain.readableLength, Self.maxMessage)
@@ -232,13 +233,13 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
                 let respView = UnsafeMutableRawBufferPointer(rebasing: response[0..<respLen])
                 crashPoint?.reached(.beforeCall)
                 let outcome: CallOutcome
-                if v.lastChainReplayed, let answer = server.recordedAnswer(osid: osid, request: reqView, response: respView) {
+                if v.lastChainReplayed, let answer = hostServer.recordedAnswer(osid: osid, request: reqView, response: respView) {
                     // In flight when the previous daemon died, and it had already
                     // run: the guest gets that answer; nothing runs twice.
                     outcome = answer
                     logger.info("replayed \(answer.function?.name ?? "call") answered as recorded (\(answer.status.name))")
                 } else {
-                    outcome = server.handleCall(osid: osid, request: reqView, response: respView,
+                    outcome = hostServer.handleCall(osid: osid, request: reqView, response: respView,
                                                 ram: side, registers: gpu.registers, firmware: side)
                 }
                 if outcome.status != .ok {
@@ -270,7 +271,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
     // MARK: eventq
 
     private func deliverEvents(_ ctx: BackendContext) {
-        let v = ctx.vrings[PVZIdentity.eventq]
+        let v = ctx.vrings[PVZQueue.eventq.rawValue]
         guard v.isLive else { return }
         do {
             var used = false
@@ -284,7 +285,7 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
             gpu.eventBuffersPosted(v.pending)
             if used { v.notifyIfNeeded() }
         } catch {
-            ctx.needsReset(queue: PVZIdentity.eventq, reason: error.description)
+            ctx.needsReset(queue: PVZQueue.eventq.rawValue, reason: error.description)
         }
     }
 

@@ -7,6 +7,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import PVZContract
 import PVZServer
 import Synchronization
 

@@ -54,7 +54,7 @@ let chainTarget = FuzzTarget(name: "chain", summary: "split-ring pop/walk/used o
             let head: UInt16?
             do { head = try q.popHead() } catch { return }
             guard let head else { break }
-            do { try q.walk(head: head, memory: memory, into: chain) } catch { return }
+            do { try chain.walk(head: head, of: q, memory: memory) } catch { return }
             precondition(chain.readableCount + chain.writableCount <= Int(size), "chain longer than the queue")
             for i in 0 ..< chain.readableCount {
                 let s = chain.readableSegment(i)

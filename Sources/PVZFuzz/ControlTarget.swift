@@ -1,4 +1,5 @@
 import Foundation
+import PVZContract
 import PVZDaemon
 import PVZServer
 import VMManager

@@ -1,4 +1,5 @@
 import Foundation
+import PVZContract
 import GPUModel
 import PVZDaemon
 import PVZServer
@@ -9,17 +10,17 @@ import PVZServer
 /// with the header itself. Oracle: a state that loads saves again, and that
 /// saved state loads into another fresh guest and saves the same.
 let deviceStateTarget = FuzzTarget(name: "device-state", summary: "migration state (DEVICE_STATE load) into PVZDevice.loadState") {
-    let scheduler = FirmwareProcessor(maxOSIDs: 4)
+    let scheduler = try! FirmwareProcessor(maxOSIDs: 4)
     let specs = fuzzGuestSpecs()
     func guest() -> PVZDevice {
         let server = try! PVZHostServer(maxOSIDs: 4, guests: specs, hostPoolSize: 0x40_0000 + 0x6000)
         let gpu = GuestGPU(osid: OSID(1), carveout: specs[0].carveout, processor: scheduler)
-        return PVZDevice(osid: OSID(1), server: server, settings: GuestSettings(), gpu: gpu, logger: quietLogger())
+        return PVZDevice(osid: OSID(1), hostServer: server, settings: GuestSettings(), gpu: gpu, logger: quietLogger())
     }
     if debugFuzz {
         // What a real source sends: print it (Fuzz/make-seeds keeps a copy as the seed).
         let d = guest()
-        try? d.server.onVmOnline(osid: OSID(1), priority: 3)
+        try? d.hostServer.onVmOnline(osid: OSID(1), priority: 3)
         print(String(decoding: try! d.saveState().dropFirst(12), as: UTF8.self))
     }
     return { data in

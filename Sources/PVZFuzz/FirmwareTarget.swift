@@ -1,3 +1,4 @@
+import PVZContract
 import GPUModel
 import PVZServer
 #if canImport(Glibc)
@@ -20,9 +21,9 @@ let firmwareTarget = FuzzTarget(name: "firmware", summary: "Firmware.run over a 
         view.initializeMemory(as: UInt8.self, repeating: 0)
         // A valid-looking header most of the time: the fuzzer then mutates commands.
         if heapSize >= 0x40, input.bool() {
-            view.storeBytes(of: Ring.magic.littleEndian, toByteOffset: Ring.magicOffset, as: UInt32.self)
+            view.storeBytes(of: FirmwareRing.magic.littleEndian, toByteOffset: FirmwareRing.magicOffset, as: UInt32.self)
             let ring = UInt32(1) << (5 + input.u8() % 10)
-            view.storeBytes(of: ring.littleEndian, toByteOffset: Ring.sizeOffset, as: UInt32.self)
+            view.storeBytes(of: ring.littleEndian, toByteOffset: FirmwareRing.sizeOffset, as: UInt32.self)
         }
         // Then raw bytes at a chosen place (commands, or over the header), kicks, resets.
         var fw = Firmware(osid: OSID(1))

@@ -1,3 +1,4 @@
+import PVZContract
 import GPUModel
 import PVZServer
 

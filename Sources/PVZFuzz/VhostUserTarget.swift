@@ -1,4 +1,5 @@
 import CPVZShim
+import PVZContract
 import GPUModel
 import PVZDaemon
 import PVZServer
@@ -18,7 +19,7 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
     let ramSize = 0x4_0000
     let userBase: UInt64 = 0x7f00_0000_0000
     let queueSize: UInt16 = 64
-    let scheduler = FirmwareProcessor(maxOSIDs: 4)
+    let scheduler = try! FirmwareProcessor(maxOSIDs: 4)
     var policy = GuestPolicy()
     policy.fwHeapSize = 0x2000
     policy.gpuHeapSize = 0x4000
@@ -30,7 +31,7 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
     // One guest, as the daemon has it: each input is the next front-end to connect to it.
     let server = try! PVZHostServer(maxOSIDs: 4, guests: [spec])
     let gpu = GuestGPU(osid: spec.osid, carveout: spec.carveout, processor: scheduler)
-    let device = PVZDevice(osid: spec.osid, server: server, settings: GuestSettings(onlineOnConnect: true, priority: 1),
+    let device = PVZDevice(osid: spec.osid, hostServer: server, settings: GuestSettings(onlineOnConnect: true, priority: 1),
                            gpu: gpu, logger: logger)
 
     return { data in

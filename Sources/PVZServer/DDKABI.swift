@@ -1,3 +1,4 @@
+import PVZContract
 // The DDK PVZ ABIs the host speaks. The wire protocol (spec section 5) is the
 // same for all; what differs is which calls a guest of that DDK makes and with
 // which ui32FuncID, whether OnVmOnline takes a priority, and how VMMConfigure

@@ -1,3 +1,4 @@
+import PVZContract
 // The heap ledger's record type and the GPU PA windows.
 //
 // PA layout: OSID n owns [n << 36, (n + 1) << 36). Its lower half maps the

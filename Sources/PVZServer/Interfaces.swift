@@ -1,3 +1,4 @@
+import PVZContract
 // What the server needs from the device glue, and what it hands back.
 
 /// The guest's RAM as the vhost-user memory table describes it. The glue

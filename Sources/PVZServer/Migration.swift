@@ -1,3 +1,4 @@
+import PVZContract
 import Synchronization
 
 // One OSID's ledger for a live migration of its guest: the facts the state
@@ -55,7 +56,7 @@ extension PVZHostServer {
     /// The OSID's ledger as a migration carries it.
     public func migrationLedger(osid: OSID) throws(PVZError) -> MigratedLedger {
         guard let l = ledger(osid) else { throw .invalidOSID(osid, maxOSIDs: maxOSIDs) }
-        let g = l.slot.withLock { g in
+        let g = l.entry.withLock { g in
             PersistedGuest(osid: g.spec.osid.rawValue, carveoutIPA: g.spec.carveout.start.rawValue,
                            carveoutSize: g.spec.carveout.size, online: g.online, priority: g.priority,
                            devConfigCreated: g.devConfigCreated, hostHeapsCreated: g.hostHeapsCreated,
@@ -97,7 +98,7 @@ extension PVZHostServer {
             }
             records.append(CallRecord(request: c.request, status: st, output: c.output))
         }
-        let refusal = l.withSlot { g -> MigrationError? in
+        let refusal = l.withEntry { g -> MigrationError? in
             guard !g.devConfigCreated, !g.hostHeapsCreated, g.guestFwHeap == nil else { return .busy(osid) }
             if e.hostHeapsCreated {
                 guard shared.withLock({ $0.reserve(policy.hostHeapBytes) }) else {

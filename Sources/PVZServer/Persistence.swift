@@ -1,3 +1,4 @@
+import PVZContract
 import Synchronization
 
 // The ledger as it must survive a daemon restart: which VMs are online, with
@@ -46,7 +47,7 @@ public struct PersistedState: Codable, Equatable, Sendable {
 extension PVZHostServer {
     public func persistedState() -> PersistedState {
         let guests = ledgers.compactMap { l in
-            l?.slot.withLock { g in
+            l?.entry.withLock { g in
                 PersistedGuest(osid: g.spec.osid.rawValue, carveoutIPA: g.spec.carveout.start.rawValue,
                                carveoutSize: g.spec.carveout.size, online: g.online, priority: g.priority,
                                devConfigCreated: g.devConfigCreated, hostHeapsCreated: g.hostHeapsCreated,
@@ -103,7 +104,7 @@ extension PVZHostServer {
             }
             let osid = spec.osid
             let policy = spec.policy
-            l.withSlot { g in
+            l.withEntry { g in
                 g.online = e.online
                 g.priority = e.priority
                 g.devConfigCreated = e.devConfigCreated && e.online

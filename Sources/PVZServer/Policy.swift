@@ -1,13 +1,11 @@
+import PVZContract
 // Per-guest configuration: the host's sConfigFuncTab answers (heap origins,
 // heap type, sizes) and the guest's carve-out. Decided by the VM manager's
 // configuration, never by the guest.
 
+/// The host's own layout choices (the contract's numbers are PVZContract's).
 public enum PVZLayout {
-    /// The register bank at the start of every carve-out (spec 9).
-    public static let registerBankSize: UInt64 = 0x10000
     public static let pageSize: UInt64 = 0x1000
-    /// RGX_FIRMWARE_RAW_HEAP_SIZE in the DDK.
-    public static let defaultFwHeapSize: UInt64 = 32 << 20
     public static let defaultGpuHeapSize: UInt64 = 16 << 20
     /// Each OSID owns a 2^36-byte window of GPU PA space: the lower half maps
     /// its carve-out, the upper half maps guest-origin heaps.
@@ -15,8 +13,6 @@ public enum PVZLayout {
     public static let paGuestHalf: UInt64 = 1 << 35
     /// Largest carve-out or guest-origin heap that fits its half-window.
     public static let maxRegionSize: UInt64 = 1 << 35
-    /// OSIDs a server can be built for (the DDK's RGX_NUM_OS_SUPPORTED is 8).
-    public static let maxOSIDsLimit: UInt32 = 16
 }
 
 public struct GuestPolicy: Equatable, Sendable {
@@ -27,14 +23,14 @@ public struct GuestPolicy: Equatable, Sendable {
     public var heapType: PhysHeapType = .uma
     /// VIRTIO_PVZ_F_HOST_HEAPS: CREATE_DEV_PHYS_HEAPS is served.
     public var hostHeapsAllowed: Bool = true
-    public var fwHeapSize: UInt64 = PVZLayout.defaultFwHeapSize
+    public var fwHeapSize: UInt64 = VirtioPVZ.defaultFirmwareHeapSize
     public var gpuHeapSize: UInt64 = PVZLayout.defaultGpuHeapSize
     /// Interrupt number written into the guest's device tree and CREATE_DEV_CONFIG.
     public var irq: UInt32 = 0
     public init() {}
     public init(fwHeapOrigin: HeapOrigin = .guest, gpuHeapOrigin: HeapOrigin = .host,
                 heapType: PhysHeapType = .uma, hostHeapsAllowed: Bool = true,
-                fwHeapSize: UInt64 = PVZLayout.defaultFwHeapSize,
+                fwHeapSize: UInt64 = VirtioPVZ.defaultFirmwareHeapSize,
                 gpuHeapSize: UInt64 = PVZLayout.defaultGpuHeapSize, irq: UInt32 = 0) {
         self.fwHeapOrigin = fwHeapOrigin; self.gpuHeapOrigin = gpuHeapOrigin
         self.heapType = heapType; self.hostHeapsAllowed = hostHeapsAllowed

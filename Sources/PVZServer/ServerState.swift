@@ -1,3 +1,4 @@
+import PVZContract
 import Synchronization
 
 // The server's mutable state, split so that a call of one guest takes no lock
@@ -9,7 +10,7 @@ import Synchronization
 // Storage is fixed at init (counter arrays included), so the hypercall path
 // only mutates in place and never allocates.
 
-struct GuestSlot {
+struct LedgerEntry {
     let spec: GuestSpec
     var online = false
     var frontEndConnected = false
@@ -55,20 +56,22 @@ struct GuestSlot {
 
 /// One configured OSID: its ledger and counters, and its online flag
 /// mirrored for the lock-free check every call makes first.
-final class GuestLedger: Sendable {
+final class OSIDLedger: Sendable {
     let spec: GuestSpec
-    let slot: Mutex<GuestSlot>
-    /// Written only under `slot`'s lock, together with `slot.online`.
+    /// The ledger mutex: every call of this OSID that reads or changes its
+    /// entry takes it, no other OSID's call does.
+    let entry: Mutex<LedgerEntry>
+    /// Written only under `entry`'s lock, together with `entry.online`.
     let online = Atomic<Bool>(false)
 
     init(spec: GuestSpec) {
         self.spec = spec
-        slot = Mutex(GuestSlot(spec: spec))
+        entry = Mutex(LedgerEntry(spec: spec))
     }
 
     /// Runs `body` on the ledger; keeps the lock-free online flag in step.
-    func withSlot<R>(_ body: (inout GuestSlot) throws -> R) rethrows -> R {
-        try slot.withLock { s in
+    func withEntry<R>(_ body: (inout LedgerEntry) throws -> R) rethrows -> R {
+        try entry.withLock { s in
             defer { online.store(s.online, ordering: .releasing) }
             return try body(&s)
         }

@@ -1,3 +1,4 @@
+import PVZContract
 import Synchronization
 
 // sVmmFuncTab: OnVmOnline, OnVmOffline, VMMConfigure, plus the front-end
@@ -45,7 +46,7 @@ public struct HeapSnapshot: Equatable, Sendable {
 }
 
 /// One guest as the control plane sees it.
-public struct GuestState: Equatable, Sendable {
+public struct LedgerSnapshot: Equatable, Sendable {
     public var osid: OSID
     public var carveout: IPARange
     public var policy: GuestPolicy
@@ -66,7 +67,7 @@ public struct GuestState: Equatable, Sendable {
 }
 
 /// What the glue needs for config space (spec 4), read without allocating.
-public struct GuestConfigView: Equatable, Sendable {
+public struct ConfigSpaceView: Equatable, Sendable {
     public var osid: OSID
     public var online: Bool
     public var devConfigCreated: Bool
@@ -80,7 +81,7 @@ public struct GuestConfigView: Equatable, Sendable {
 }
 
 extension PVZHostServer {
-    private func ledgerOf(_ osid: OSID) throws(PVZError) -> GuestLedger {
+    private func ledgerOf(_ osid: OSID) throws(PVZError) -> OSIDLedger {
         guard let l = ledger(osid) else { throw .invalidOSID(osid, maxOSIDs: maxOSIDs) }
         return l
     }
@@ -97,7 +98,7 @@ extension PVZHostServer {
     /// OnVmOnline: the guest may now call. Refused for an online OSID.
     public func onVmOnline(osid: OSID, priority: UInt32) throws(PVZError) {
         let l = try ledgerOf(osid)
-        let ok = l.withSlot { g -> Bool in
+        let ok = l.withEntry { g -> Bool in
             guard !g.online else { return false }
             g.online = true
             g.priority = priority
@@ -117,7 +118,7 @@ extension PVZHostServer {
         let l = try ledgerOf(osid)
         guard l.online.load(ordering: .acquiring) else { throw .osidIsOffline(osid) }
         guard waitFirmwareIdle(osid) else { throw .firmwareNotIdle(osid) }
-        let result = l.withSlot { g -> OfflineResult? in
+        let result = l.withEntry { g -> OfflineResult? in
             guard g.online else { return nil }
             let r = releaseDevice(&g)
             g.online = false
@@ -134,10 +135,10 @@ extension PVZHostServer {
     @discardableResult
     public func releaseDevice(osid: OSID) throws(PVZError) -> OfflineResult {
         let l = try ledgerOf(osid)
-        return l.withSlot { g in releaseDevice(&g) }
+        return l.withEntry { g in releaseDevice(&g) }
     }
 
-    func releaseDevice(_ g: inout GuestSlot) -> OfflineResult {
+    func releaseDevice(_ g: inout LedgerEntry) -> OfflineResult {
         var freed: [HeapRecord] = []
         if let host = freeHostHeaps(&g) {
             if let h = host.fw { freed.append(h) }
@@ -167,10 +168,6 @@ extension PVZHostServer {
         return k
     }
 
-    public func vmmConfigure(param: VMMConfParam, value: UInt32) throws(PVZError) {
-        try vmmConfigure(param: param.rawValue, value: value)
-    }
-
     /// VMMConfigure with the DDK's own checks (its value checks are 23.x's:
     /// a priority within RGXFW_VZ_PRIORITY_MASK, time slices 0…100 summing to ≤ 100).
     public func vmmConfigure(knob: VMMKnob, value: UInt32) throws(PVZError) {
@@ -183,7 +180,7 @@ extension PVZHostServer {
                 throw .confParamValue(name, value, reason: "a priority must fit RGXFW_VZ_PRIORITY_MASK (0...\((1 << 30) - 1))")
             }
             if let l = ledger(OSID(n)) {
-                l.withSlot { g in
+                l.withEntry { g in
                     g.priority = value
                     shared.withLock { $0.priorities[Int(n)] = value }
                 }
@@ -218,11 +215,11 @@ extension PVZHostServer {
     /// A front-end (QEMU) connected on this OSID's socket. Returns the state it
     /// must find: after a reconnect the ledger is exactly as it was left.
     @discardableResult
-    public func guestConnected(osid: OSID) throws(PVZError) -> GuestState {
+    public func guestConnected(osid: OSID) throws(PVZError) -> LedgerSnapshot {
         let l = try ledgerOf(osid)
-        return l.withSlot { g in
+        return l.withEntry { g in
             g.frontEndConnected = true
-            return Self.guestState(g)
+            return Self.snapshot(of: g)
         }
     }
 
@@ -230,7 +227,7 @@ extension PVZHostServer {
     /// here; the glue decides whether that is a release (`releaseDevice`).
     public func guestDisconnected(osid: OSID) throws(PVZError) {
         let l = try ledgerOf(osid)
-        l.withSlot { g in
+        l.withEntry { g in
             g.frontEndConnected = false
             g.disconnects &+= 1
         }
@@ -238,22 +235,22 @@ extension PVZHostServer {
 
     // MARK: views
 
-    public func snapshot() -> [GuestState] {
-        ledgers.compactMap { l in l.map { $0.slot.withLock { Self.guestState($0) } } }
+    public func snapshot() -> [LedgerSnapshot] {
+        ledgers.compactMap { l in l.map { $0.entry.withLock { Self.snapshot(of: $0) } } }
     }
 
-    public func snapshot(osid: OSID) -> GuestState? {
-        ledger(osid)?.slot.withLock { Self.guestState($0) }
+    public func snapshot(osid: OSID) -> LedgerSnapshot? {
+        ledger(osid)?.entry.withLock { Self.snapshot(of: $0) }
     }
 
     /// Config-space fields of a guest; nil for an OSID without a guest.
-    public func configView(osid: OSID) -> GuestConfigView? {
+    public func configView(osid: OSID) -> ConfigSpaceView? {
         guard let l = ledger(osid) else { return nil }
         let spec = l.spec
-        return l.slot.withLock { g in
-            GuestConfigView(osid: osid, online: g.online, devConfigCreated: g.devConfigCreated,
+        return l.entry.withLock { g in
+            ConfigSpaceView(osid: osid, online: g.online, devConfigCreated: g.devConfigCreated,
                             irq: spec.policy.irq, priority: g.priority, regsIPA: spec.carveout.start,
-                            regsSize: UInt32(PVZLayout.registerBankSize), maxOSIDs: maxOSIDs,
+                            regsSize: UInt32(PVZRegister.bankSize), maxOSIDs: maxOSIDs,
                             fwHeap: g.fwHeap)
         }
     }
@@ -264,12 +261,12 @@ extension PVZHostServer {
     /// Bytes of host-origin heap in use, all guests together.
     public var hostPoolUsed: UInt64 { shared.withLock { $0.hostPoolUsed } }
 
-    static func guestState(_ g: GuestSlot) -> GuestState {
+    static func snapshot(of g: LedgerEntry) -> LedgerSnapshot {
         var heaps: [HeapSnapshot] = []
         for h in [g.hostFwHeap, g.hostGpuHeap, g.guestFwHeap] {
             if let h { heaps.append(HeapSnapshot(heap: h.heap, origin: h.origin, ipa: h.ipa.start, pa: h.pa, size: h.size)) }
         }
-        return GuestState(osid: g.spec.osid, carveout: g.spec.carveout, policy: g.spec.policy, online: g.online,
+        return LedgerSnapshot(osid: g.spec.osid, carveout: g.spec.carveout, policy: g.spec.policy, online: g.online,
                           frontEndConnected: g.frontEndConnected, priority: g.priority,
                           devConfigCreated: g.devConfigCreated, heaps: heaps,
                           callsByFunction: g.callsByFunction, callsByStatus: g.callsByStatus,
@@ -286,7 +283,7 @@ extension PVZHostServer {
         if ipa.rawValue >= c.start.rawValue, ipa.rawValue <= c.last {
             return PAWindow.carveout(osid, offset: ipa.rawValue - c.start.rawValue)
         }
-        return ledger(osid)?.slot.withLock { $0.guestFwHeap?.pa(of: ipa) }
+        return ledger(osid)?.entry.withLock { $0.guestFwHeap?.pa(of: ipa) }
     }
 
     /// The OSID and IPA behind a GPU PA; nil if no carve-out or mapped heap holds it.
@@ -295,7 +292,7 @@ extension PVZHostServer {
         guard let spec = spec(of: osid) else { return nil }
         let off = pa.rawValue - PAWindow.base(osid).rawValue
         if off < spec.carveout.size { return (osid, IPA(spec.carveout.start.rawValue + off)) }
-        guard let ipa = ledger(osid)?.slot.withLock({ $0.guestFwHeap?.ipa(of: pa) }) else { return nil }
+        guard let ipa = ledger(osid)?.entry.withLock({ $0.guestFwHeap?.ipa(of: pa) }) else { return nil }
         return (osid, ipa)
     }
 }

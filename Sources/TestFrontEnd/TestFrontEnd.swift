@@ -1,5 +1,5 @@
 import CPVZShim
-import VhostUser
+import Platform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,7 +7,8 @@ import Glibc
 /// A vhost-user front-end that plays QEMU for tests and benchmarks: a real
 /// Unix socket, a memfd as guest RAM passed with SCM_RIGHTS, split rings laid
 /// out in it, and eventfds for kick and call. Written from vhost-user.rst and
-/// the virtio spec, independently of the back-end's code.
+/// the virtio spec, independently of the back-end's code: its messages come
+/// from its own encoders (VhostUserWire.swift), never the back-end's structs.
 public final class TestFrontEnd {
     public private(set) var socketFD: Int32
     public let memFD: Int32
@@ -55,6 +56,9 @@ public final class TestFrontEnd {
         self.ramSize = ramSize
         self.ramGPA = ramGPA
         bump = ramGPA + 0x10_0000
+        // A back-end that closes a pipe or socket under a write must fail
+        // that write, not kill the test process (the daemon ignores SIGPIPE too).
+        signal(SIGPIPE, SIG_IGN)
     }
 
     deinit {
@@ -62,7 +66,6 @@ public final class TestFrontEnd {
         close(socketFD)
         munmap(ram, Int(ramSize))
         close(memFD)
-        for q in queues { close(q.kick.fd); close(q.call.fd); close(q.err.fd) }
     }
 
     public func closeSocket() { shutdown(socketFD, Int32(SHUT_RDWR)) }
@@ -97,18 +100,16 @@ public final class TestFrontEnd {
             }
             return
         }
-        var p = [UInt8](repeating: 0, count: 24)
-        p[16] = UInt8(queueCount); p[18] = UInt8(queueSize & 0xff); p[19] = UInt8(queueSize >> 8)
-        try send(.getInflightFD, payload: p)
+        try send(.getInflightFD, payload: Self.inflight(mmapSize: 0, mmapOffset: 0, numQueues: UInt16(queueCount), queueSize: queueSize))
         var pfd = pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)
         if poll(&pfd, 1, 5000) <= 0 { throw Failure.io("no GET_INFLIGHT_FD reply") }
-        var h = [UInt8](repeating: 0, count: MessageHeader.size)
+        var h = [UInt8](repeating: 0, count: VhostUserHeader.size)
         var fds = [Int32](repeating: -1, count: 4)
         var nfds: Int32 = 0, ctrunc: Int32 = 0
         let n = h.withUnsafeMutableBytes { hb in fds.withUnsafeMutableBufferPointer { f in
             pvz_recv_with_fds(socketFD, hb.baseAddress, hb.count, f.baseAddress, 4, &nfds, &ctrunc) } }
-        guard n == MessageHeader.size, nfds == 1 else { throw Failure.badReply("GET_INFLIGHT_FD reply: \(n) bytes, \(nfds) fds") }
-        let size = Int(h.withUnsafeBytes { $0.le32(8) })
+        guard n == VhostUserHeader.size, nfds == 1 else { throw Failure.badReply("GET_INFLIGHT_FD reply: \(n) bytes, \(nfds) fds") }
+        let size = Int(VhostUserHeader(h).size)
         var body = [UInt8](repeating: 0, count: size)
         try readFully(&body)
         guard size == 24 else { throw Failure.badReply("GET_INFLIGHT_FD payload of \(size) bytes") }
@@ -145,25 +146,24 @@ public final class TestFrontEnd {
 
     // MARK: Messages
 
-    public func send(_ request: FrontEndRequest, flags: UInt32 = MessageHeader.version, payload: [UInt8] = [], fds: [Int32] = []) throws {
+    public func send(_ request: VhostUserRequest, flags: UInt32 = VhostUserHeader.version, payload: [UInt8] = [], fds: [Int32] = []) throws {
         try sendRaw(request: request.rawValue, flags: flags, payload: payload, fds: fds)
     }
 
-    public func sendRaw(request: UInt32, flags: UInt32 = MessageHeader.version, size: UInt32? = nil, payload: [UInt8] = [], fds: [Int32] = []) throws {
-        var b = [UInt8](repeating: 0, count: MessageHeader.size + payload.count)
-        b.withUnsafeMutableBytes { MessageHeader(request: request, flags: flags, size: size ?? UInt32(payload.count)).encode(into: $0) }
-        b.replaceSubrange(MessageHeader.size..., with: payload)
+    /// Any header (an unknown request, a wrong size or version) and payload.
+    public func sendRaw(request: UInt32, flags: UInt32 = VhostUserHeader.version, size: UInt32? = nil, payload: [UInt8] = [], fds: [Int32] = []) throws {
+        let b = VhostUserHeader(request: request, flags: flags, size: size ?? UInt32(payload.count)).bytes + payload
         let r = b.withUnsafeBytes { bp in fds.withUnsafeBufferPointer { pvz_send_with_fds(socketFD, bp.baseAddress, bp.count, $0.baseAddress, Int32(fds.count)) } }
         if r != b.count { throw Failure.io("sendmsg: \(r) of \(b.count) bytes, errno \(errno)") }
     }
 
     /// Reads one reply (waits up to `timeoutMs`).
-    public func receive(timeoutMs: Int32 = 5000) throws -> (MessageHeader, [UInt8]) {
+    public func receive(timeoutMs: Int32 = 5000) throws -> (VhostUserHeader, [UInt8]) {
         var pfd = pollfd(fd: socketFD, events: Int16(POLLIN), revents: 0)
         if poll(&pfd, 1, timeoutMs) <= 0 { throw Failure.io("no reply within \(timeoutMs) ms") }
-        var h = [UInt8](repeating: 0, count: MessageHeader.size)
+        var h = [UInt8](repeating: 0, count: VhostUserHeader.size)
         try readFully(&h)
-        let header = h.withUnsafeBytes { MessageHeader.decode($0)! }
+        let header = VhostUserHeader(h)
         var p = [UInt8](repeating: 0, count: Int(header.size))
         if header.size > 0 { try readFully(&p) }
         return (header, p)
@@ -186,34 +186,25 @@ public final class TestFrontEnd {
         return recv(socketFD, &c, 1, Int32(MSG_PEEK)) == 0
     }
 
-    public func getU64(_ request: FrontEndRequest) throws -> UInt64 {
+    public func getU64(_ request: VhostUserRequest) throws -> UInt64 {
         try send(request)
         let (h, p) = try receive()
-        guard h.request == request.rawValue, p.count == 8 else { throw Failure.badReply("\(request.name): reply \(h.request) size \(p.count)") }
-        return p.withUnsafeBytes { $0.le64(0) }
+        guard h.request == request.rawValue, p.count == 8 else { throw Failure.badReply("\(request): reply \(h.request) size \(p.count)") }
+        return readLE64(p, 0)
     }
 
     /// Sends with NEED_REPLY and returns the ack value (0 = success).
-    public func sendAcked(_ request: FrontEndRequest, payload: [UInt8] = [], fds: [Int32] = []) throws -> UInt64 {
-        try send(request, flags: MessageHeader.version | MessageHeader.needReplyFlag, payload: payload, fds: fds)
+    public func sendAcked(_ request: VhostUserRequest, payload: [UInt8] = [], fds: [Int32] = []) throws -> UInt64 {
+        try send(request, flags: VhostUserHeader.version | VhostUserHeader.needReply, payload: payload, fds: fds)
         let (h, p) = try receive()
-        guard h.request == request.rawValue, p.count == 8 else { throw Failure.badReply("\(request.name): ack \(h.request) size \(p.count)") }
-        return p.withUnsafeBytes { $0.le64(0) }
+        guard h.request == request.rawValue, p.count == 8 else { throw Failure.badReply("\(request): ack \(h.request) size \(p.count)") }
+        return readLE64(p, 0)
     }
 
-    public static func u64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
-    public static func state(_ index: UInt32, _ num: UInt32) -> [UInt8] {
-        var b = [UInt8](repeating: 0, count: 8)
-        b.withUnsafeMutableBytes { VringStatePayload(index: index, num: num).encode(into: $0) }
-        return b
-    }
+    /// The guest's whole RAM as one region: what this front-end maps.
+    public var ramRegion: [UInt8] { Self.region(gpa: ramGPA, size: ramSize, userAddr: userBase, mmapOffset: 0) }
 
-    public func memTablePayload() -> [UInt8] {
-        let t = MemoryTablePayload(regions: [MemoryRegionWire(guestPhysAddr: ramGPA, memorySize: ramSize, userAddr: userBase, mmapOffset: 0)])
-        var b = [UInt8](repeating: 0, count: t.encodedSize)
-        b.withUnsafeMutableBytes { t.encode(into: $0) }
-        return b
-    }
+    public func memTablePayload() -> [UInt8] { Self.memoryTable([ramRegion]) }
 
     // MARK: The QEMU start sequence
 
@@ -224,21 +215,18 @@ public final class TestFrontEnd {
                       inflight: Bool = false, afterCrash: Bool = false) throws -> UInt64 {
         let offered = try getU64(.getFeatures)
         let proto = try getU64(.getProtocolFeatures)
-        let want = proto & (ProtocolFeatures.mq.rawValue | ProtocolFeatures.replyAck.rawValue | ProtocolFeatures.config.rawValue
-            | ProtocolFeatures.backendReq.rawValue | ProtocolFeatures.status.rawValue | ProtocolFeatures.configureMemSlots.rawValue
-            | ProtocolFeatures.resetDevice.rawValue | (inflight ? ProtocolFeatures.inflightShmfd.rawValue : 0)
-            | ProtocolFeatures.deviceState.rawValue)
+        typealias F = VhostUserProtocolFeature
+        let want = proto & (F.mq | F.replyAck | F.config | F.backendReq | F.status | F.configureMemSlots
+            | F.resetDevice | (inflight ? F.inflightShmfd : 0) | F.deviceState)
         try send(.setProtocolFeatures, payload: Self.u64(want))
         let qn = try getU64(.getQueueNum)
         guard qn == UInt64(queueCount) else { throw Failure.badReply("GET_QUEUE_NUM \(qn), expected \(queueCount)") }
         try send(.setOwner)
         // VHOST_F_LOG_ALL is QEMU's to switch on while it migrates, never at start.
-        let features = wantFeatures ?? (offered & ~VirtioFeature.logAll)
+        let features = wantFeatures ?? (offered & ~VhostUserFeature.logAll)
         guard try sendAcked(.setFeatures, payload: Self.u64(features)) == 0 else { throw Failure.badReply("SET_FEATURES refused") }
         if useAddMemReg {
-            var b = [UInt8](repeating: 0, count: SingleRegionPayload.size)
-            b.withUnsafeMutableBytes { SingleRegionPayload(region: MemoryRegionWire(guestPhysAddr: ramGPA, memorySize: ramSize, userAddr: userBase, mmapOffset: 0)).encode(into: $0) }
-            guard try sendAcked(.addMemReg, payload: b, fds: [memFD]) == 0 else { throw Failure.badReply("ADD_MEM_REG refused") }
+            guard try sendAcked(.addMemReg, payload: Self.singleRegion(ramRegion), fds: [memFD]) == 0 else { throw Failure.badReply("ADD_MEM_REG refused") }
         } else {
             guard try sendAcked(.setMemTable, payload: memTablePayload(), fds: [memFD]) == 0 else { throw Failure.badReply("SET_MEM_TABLE refused") }
         }
@@ -261,7 +249,6 @@ public final class TestFrontEnd {
     /// Forgets the rings: the next `start` lays out fresh ones at index 0, as a
     /// guest driver does after a device reset.
     public func forgetQueues() {
-        for q in queues { close(q.kick.fd); close(q.call.fd); close(q.err.fd) }
         queues = []
     }
 
@@ -272,18 +259,17 @@ public final class TestFrontEnd {
     public func negotiate() throws {
         _ = try getU64(.getFeatures)
         let proto = try getU64(.getProtocolFeatures)
-        try send(.setProtocolFeatures, payload: Self.u64(proto & (ProtocolFeatures.replyAck.rawValue
-            | ProtocolFeatures.mq.rawValue | ProtocolFeatures.deviceState.rawValue | ProtocolFeatures.config.rawValue)))
+        typealias F = VhostUserProtocolFeature
+        try send(.setProtocolFeatures, payload: Self.u64(proto & (F.replyAck | F.mq | F.deviceState | F.config)))
     }
 
     /// SET_DEVICE_STATE_FD (direction u32, phase u32 = 0) with one end of a
     /// pipe; returns the reply's u64.
     private func setDeviceStateFD(direction: UInt32, fd: Int32) throws -> UInt64 {
-        let p = [UInt8](Self.u64(UInt64(direction)))   // direction in the low word, phase 0 in the high
-        try send(.setDeviceStateFD, payload: p, fds: [fd])
+        try send(.setDeviceStateFD, payload: Self.deviceState(direction: direction), fds: [fd])
         let (h, r) = try receive()
-        guard h.request == FrontEndRequest.setDeviceStateFD.rawValue, r.count == 8 else { throw Failure.badReply("SET_DEVICE_STATE_FD reply") }
-        return r.withUnsafeBytes { $0.le64(0) }
+        guard h.request == VhostUserRequest.setDeviceStateFD.rawValue, r.count == 8 else { throw Failure.badReply("SET_DEVICE_STATE_FD reply") }
+        return readLE64(r, 0)
     }
 
     /// Source side: the back-end's state, read from the pipe to its end,
@@ -331,19 +317,19 @@ public final class TestFrontEnd {
             try send(.setVringEnable, payload: Self.state(UInt32(q.index), 0))
             try send(.getVringBase, payload: Self.state(UInt32(q.index), 0))
             let (_, p) = try receive()
-            bases.append(p.withUnsafeBytes { $0.le32(4) })
+            guard p.count == 8 else { throw Failure.badReply("GET_VRING_BASE reply of \(p.count) bytes") }
+            bases.append(readLE32(p, 4))
         }
         return bases
     }
 
     /// GET_CONFIG of the whole config space.
     public func readConfig(size: Int) throws -> [UInt8] {
-        var b = [UInt8](repeating: 0, count: ConfigPayload.headerSize + size)
-        b.withUnsafeMutableBytes { ConfigPayload(offset: 0, size: UInt32(size), flags: 0).encodeHeader(into: $0) }
+        let b = Self.config(offset: 0, bytes: [UInt8](repeating: 0, count: size))
         try send(.getConfig, payload: b)
         let (h, p) = try receive()
-        guard h.request == FrontEndRequest.getConfig.rawValue, p.count == b.count else { throw Failure.badReply("GET_CONFIG reply of \(p.count) bytes") }
-        return Array(p[ConfigPayload.headerSize...])
+        guard h.request == VhostUserRequest.getConfig.rawValue, p.count == b.count else { throw Failure.badReply("GET_CONFIG reply of \(p.count) bytes") }
+        return Array(p[(b.count - size)...])
     }
 }
 
@@ -378,12 +364,9 @@ public final class DriverQueue {
     func setUp(_ fe: TestFrontEnd, base: UInt16? = nil) throws {
         try fe.send(.setVringNum, payload: TestFrontEnd.state(UInt32(index), UInt32(size)))
         try fe.send(.setVringBase, payload: TestFrontEnd.state(UInt32(index), UInt32(base ?? availIdx)))
-        var a = [UInt8](repeating: 0, count: VringAddrPayload.size)
-        a.withUnsafeMutableBytes {
-            VringAddrPayload(index: UInt32(index), flags: 0, desc: fe.userBase + (descGPA - fe.ramGPA),
-                             used: fe.userBase + (usedGPA - fe.ramGPA), avail: fe.userBase + (availGPA - fe.ramGPA), log: 0).encode(into: $0)
-        }
-        try fe.send(.setVringAddr, payload: a)
+        try fe.send(.setVringAddr, payload: TestFrontEnd.vringAddr(index: UInt32(index), desc: fe.userBase + (descGPA - fe.ramGPA),
+                                                                   used: fe.userBase + (usedGPA - fe.ramGPA),
+                                                                   avail: fe.userBase + (availGPA - fe.ramGPA)))
         try fe.send(.setVringKick, payload: TestFrontEnd.u64(UInt64(index)), fds: [kick.fd])
         try fe.send(.setVringCall, payload: TestFrontEnd.u64(UInt64(index)), fds: [call.fd])
         if !errSent {

@@ -1,3 +1,4 @@
+import PVZContract
 import PVZServer
 
 /// One request on the control socket (docs/control-protocol.md). The OSID in

@@ -1,7 +1,9 @@
 import CPVZShim
 import Glibc
 import Logging
+import Platform
 import SafeSockets
+import Synchronization
 
 /// The daemon's control socket: accepts on a Unix stream socket, lets in
 /// only root and the daemon's own uid (SO_PEERCRED, not file modes: the mode
@@ -36,11 +38,11 @@ public final class ControlServer: @unchecked Sendable {
         var listenFD: Int32 = -1
         var stopping = false
         var clients: Set<Int32> = []
-        var clientThreads: [Int32: JoinableThread] = [:]
-        var finished: [JoinableThread] = []
+        var clientThreads: [Int32: OSThread] = [:]
+        var finished: [OSThread] = []
     }
-    private let state = Locked(State())
-    private var acceptThread: JoinableThread?
+    private let state = Mutex(State())
+    private var acceptThread: OSThread?
 
     public init(path: String = ControlServer.defaultPath, handler: ControlHandler, options: Options = Options(),
                 logger: Logger = Logger(label: "pvz.control")) {
@@ -75,7 +77,7 @@ public final class ControlServer: @unchecked Sendable {
             socketFile = b.file
         }
         state.withLock { $0.listenFD = fd }
-        acceptThread = try JoinableThread(name: "pvz-control") { [self] in acceptLoop(fd) }
+        acceptThread = try OSThread(name: "pvz-control") { [self] in acceptLoop(fd) }
         logger.info("control socket listening", metadata: ["path": "\(path)"])
     }
 
@@ -95,7 +97,7 @@ public final class ControlServer: @unchecked Sendable {
         acceptThread?.join()
         acceptThread = nil
         while true {
-            let threads: [JoinableThread] = state.withLock { s in
+            let threads: [OSThread] = state.withLock { s in
                 let t = Array(s.clientThreads.values) + s.finished
                 s.clientThreads.removeAll(); s.finished.removeAll()
                 return t
@@ -124,7 +126,7 @@ public final class ControlServer: @unchecked Sendable {
             let b = try SafeListener.bind(path: path, access: SocketAccess(mode: mode), backlog: 64)
             return (b.fd, b.identity)
         } catch {
-            throw SystemError(call: "bind", errno: error.errno, context: error.message)
+            throw SystemError("bind", errno: error.errno, context: error.message)
         }
     }
 
@@ -142,11 +144,11 @@ public final class ControlServer: @unchecked Sendable {
                 if e == EINTR || e == ECONNABORTED { continue }
                 if e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM {
                     // Out of descriptors: back off instead of spinning on the backlog.
-                    logger.error("control accept failed", metadata: ["error": "\(SystemError(call: "accept", errno: e))"])
+                    logger.error("control accept failed", metadata: ["error": "\(SystemError("accept", errno: e))"])
                     usleep(100_000)
                     continue
                 }
-                logger.error("control accept failed; socket closed", metadata: ["error": "\(SystemError(call: "accept", errno: e))"])
+                logger.error("control accept failed; socket closed", metadata: ["error": "\(SystemError("accept", errno: e))"])
                 return
             }
             admit(fd)
@@ -156,7 +158,7 @@ public final class ControlServer: @unchecked Sendable {
     private func admit(_ fd: Int32) {
         var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
         guard pvz_peer_cred(fd, &pid, &uid, &gid) == 0 else {
-            logger.warning("control peer credentials unavailable", metadata: ["error": "\(SystemError(call: "getsockopt(SO_PEERCRED)", errno: errno))"])
+            logger.warning("control peer credentials unavailable", metadata: ["error": "\(SystemError("getsockopt(SO_PEERCRED)"))"])
             refuse(fd, .failure(ControlErrorCode.permissionDenied, "peer credentials (SO_PEERCRED) unavailable; connection refused"))
             return
         }
@@ -178,7 +180,7 @@ public final class ControlServer: @unchecked Sendable {
             return
         }
         do {
-            let t = try JoinableThread(name: "pvz-ctl-client") { [self] in serve(fd, peer) }
+            let t = try OSThread(name: "pvz-ctl-client") { [self] in serve(fd, peer) }
             state.withLock { s in
                 // The client may already be done; then its thread goes to `finished`.
                 if s.clients.contains(fd) { s.clientThreads[fd] = t } else { s.finished.append(t) }
@@ -245,7 +247,7 @@ public final class ControlServer: @unchecked Sendable {
             }
             if !sendAll(fd, Array((ControlCodec.encodeResponse(response) + "\n").utf8)) || closeAfter { break }
         }
-        let t: JoinableThread? = state.withLock { s in
+        let t: OSThread? = state.withLock { s in
             s.clients.remove(fd)
             return s.stopping ? nil : s.clientThreads.removeValue(forKey: fd)
         }

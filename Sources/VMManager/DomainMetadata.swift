@@ -7,6 +7,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import PVZContract
 import PVZServer
 
 /// The project's element in a libvirt domain's <metadata>:
@@ -32,7 +33,7 @@ public struct PVZDomainMetadata: Equatable, Sendable {
 
     /// Parses the element as libvirt's virDomainGetMetadata returns it.
     /// Guests are OSIDs 1..<maxOSIDs (0 is the host).
-    public static func parse(_ xml: String, maxOSIDs: UInt32 = 8) -> Result<PVZDomainMetadata, ParseError> {
+    public static func parse(_ xml: String, maxOSIDs: UInt32 = VirtioPVZ.defaultMaxOSIDs) -> Result<PVZDomainMetadata, ParseError> {
         let attrs: [String: String]
         switch MiniXML.rootAttributes(xml, maxBytes: 4096) {
         case .failure(let e): return .failure(ParseError(message: "pvz metadata: \(e.message)"))

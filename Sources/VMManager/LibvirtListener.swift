@@ -1,7 +1,10 @@
 import CLibvirt
 import Glibc
 import Logging
+import Platform
+import PVZContract
 import PVZServer
+import Synchronization
 
 /// Turns libvirt domain lifecycle events into VM-manager events for domains
 /// that carry the device (pvz metadata, see PVZDomainMetadata):
@@ -23,7 +26,7 @@ public final class LibvirtListener: @unchecked Sendable {
 
     private struct Tracked: Equatable { var osid: OSID; var priority: UInt32?; var name: String }
     private struct State {
-        var conn: OpaquePointer?
+        var conn: Connection?
         var callbackID: Int32 = -1
         var closed = false
         var stopping = false
@@ -32,15 +35,17 @@ public final class LibvirtListener: @unchecked Sendable {
         var reportedInvalid: Set<String> = []
         var connects = 0
     }
-    private let state = Locked(State())
+    /// A libvirt connection (libvirt's connections may be used from any thread).
+    private struct Connection: @unchecked Sendable { let pointer: OpaquePointer }
+    private let state = Mutex(State())
     /// Serialises decide-and-emit between the event loop and resyncs.
-    private let emitLock = Locked(())
+    private let emitLock = Mutex(())
     private let wakeup = Wakeup()
-    private var supervisor: JoinableThread?
+    private var supervisor: OSThread?
 
     public static let maxBackoffSeconds = 5.0
 
-    public init(uri: String = "qemu:///system", maxOSIDs: UInt32 = 8,
+    public init(uri: String = "qemu:///system", maxOSIDs: UInt32 = VirtioPVZ.defaultMaxOSIDs,
                 logger: Logger = Logger(label: "pvz.libvirt"), onEvent: @escaping @Sendable (VMEvent) -> Void) {
         self.uri = uri
         self.maxOSIDs = maxOSIDs
@@ -57,7 +62,7 @@ public final class LibvirtListener: @unchecked Sendable {
     /// yet is retried, not an error.
     public func start() throws {
         try LibvirtEventLoop.ensureRunning()
-        supervisor = try JoinableThread(name: "pvz-libvirt") { [self] in supervise() }
+        supervisor = try OSThread(name: "pvz-libvirt") { [self] in supervise() }
     }
 
     public func stop() {
@@ -100,44 +105,71 @@ public final class LibvirtListener: @unchecked Sendable {
         disconnect()
     }
 
+    // libvirt calls back on its event thread, possibly after `stop` returned
+    // (a dispatch already under way when the callback was deregistered).
+    // The event registration holds the listener strongly and libvirt releases
+    // it through `releaseListener` once it has let go of the callback. The
+    // close callback holds only a weak box: a driver without close callbacks
+    // (test:///default) accepts the registration, keeps nothing and never
+    // calls its free function, which would leak a strong hold; the box (one
+    // per connection) is what such a driver leaks. One function each, so
+    // unregistering names the callback that was registered.
+    private static let lifecycleCallback: @convention(c) (virConnectPtr?, virDomainPtr?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = {
+        _, dom, event, detail, opaque in
+        guard let dom, let opaque else { return 0 }
+        Unmanaged<LibvirtListener>.fromOpaque(opaque).takeUnretainedValue().lifecycle(dom, event: event, detail: detail)
+        return 0
+    }
+    private static let releaseListener: virFreeCallback = { opaque in
+        guard let opaque else { return }
+        Unmanaged<LibvirtListener>.fromOpaque(opaque).release()
+    }
+    private final class CloseTarget: @unchecked Sendable {
+        weak var listener: LibvirtListener?
+        init(_ l: LibvirtListener) { listener = l }
+    }
+    private static let closeCallback: virConnectCloseFunc = { _, _, opaque in
+        guard let opaque, let me = Unmanaged<CloseTarget>.fromOpaque(opaque).takeUnretainedValue().listener else { return }
+        me.state.withLock { $0.closed = true }
+        me.wakeup.signal()
+    }
+    private static let releaseCloseTarget: virFreeCallback = { opaque in
+        guard let opaque else { return }
+        Unmanaged<CloseTarget>.fromOpaque(opaque).release()
+    }
+
     /// nil on success, else the reason.
     private func connect() -> String? {
         guard let conn = virConnectOpen(uri) else { return lastLibvirtError() }
-        let opaque = Unmanaged.passUnretained(self).toOpaque()
-        let lifecycle: @convention(c) (virConnectPtr?, virDomainPtr?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = {
-            _, dom, event, detail, opaque in
-            guard let dom, let opaque else { return 0 }
-            Unmanaged<LibvirtListener>.fromOpaque(opaque).takeUnretainedValue().lifecycle(dom, event: event, detail: detail)
-            return 0
-        }
+        let forEvents = Unmanaged.passRetained(self).toOpaque()
         let id = virConnectDomainEventRegisterAny(conn, nil, Int32(VIR_DOMAIN_EVENT_ID_LIFECYCLE.rawValue),
-            unsafeBitCast(lifecycle, to: virConnectDomainEventGenericCallback.self), opaque, nil)
+            unsafeBitCast(Self.lifecycleCallback, to: virConnectDomainEventGenericCallback.self), forEvents, Self.releaseListener)
         guard id >= 0 else {
             let err = lastLibvirtError()
+            Unmanaged<LibvirtListener>.fromOpaque(forEvents).release()
             virConnectClose(conn)
             return "cannot register for domain events: \(err)"
         }
-        // Only remote drivers report a close; test:///default says unsupported.
-        _ = virConnectRegisterCloseCallback(conn, { _, _, opaque in
-            guard let opaque else { return }
-            let me = Unmanaged<LibvirtListener>.fromOpaque(opaque).takeUnretainedValue()
-            me.state.withLock { $0.closed = true }
-            me.wakeup.signal()
-        }, opaque, nil)
+        // Only remote drivers report a close.
+        let forClose = Unmanaged.passRetained(CloseTarget(self)).toOpaque()
+        if virConnectRegisterCloseCallback(conn, Self.closeCallback, forClose, Self.releaseCloseTarget) < 0 {
+            Unmanaged<CloseTarget>.fromOpaque(forClose).release()
+        }
         // A hung libvirtd is noticed within ~20 s; remote drivers only.
         _ = virConnectSetKeepAlive(conn, 5, 3)
-        state.withLock { s in s.conn = conn; s.callbackID = id; s.closed = false; s.connects += 1 }
+        let opened = Connection(pointer: conn)
+        state.withLock { s in s.conn = opened; s.callbackID = id; s.closed = false; s.connects += 1 }
         return nil
     }
 
     private func disconnect() {
-        let (conn, id): (OpaquePointer?, Int32) = state.withLock { s in
+        let (opened, id): (Connection?, Int32) = state.withLock { s in
             defer { s.conn = nil; s.callbackID = -1; s.closed = false }
             return (s.conn, s.callbackID)
         }
-        guard let conn else { return }
+        guard let conn = opened?.pointer else { return }
         _ = virConnectDomainEventDeregisterAny(conn, id)
-        _ = virConnectUnregisterCloseCallback(conn, { _, _, _ in })
+        _ = virConnectUnregisterCloseCallback(conn, Self.closeCallback)
         virConnectClose(conn)
     }
 
@@ -198,7 +230,7 @@ public final class LibvirtListener: @unchecked Sendable {
 
     /// Lines the tracked set up with what libvirt says is running.
     private func resync() {
-        guard let conn = state.withLock({ $0.conn }) else { return }
+        guard let conn = state.withLock({ $0.conn })?.pointer else { return }
         var list: UnsafeMutablePointer<virDomainPtr?>? = nil
         let n = virConnectListAllDomains(conn, &list, UInt32(VIR_CONNECT_LIST_DOMAINS_ACTIVE.rawValue))
         guard n >= 0, let list else {

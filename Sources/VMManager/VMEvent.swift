@@ -1,3 +1,4 @@
+import PVZContract
 import PVZServer
 
 /// A VM-manager event from libvirt (listener) for the daemon: the same

@@ -1,5 +1,6 @@
 import CPVZShim
 import Logging
+import Platform
 import Synchronization
 import Virtqueue
 #if canImport(Glibc)
@@ -30,9 +31,9 @@ public final class Backend: BackendContext {
     public let vrings: [Vring]
     public internal(set) var ackedFeatures: UInt64 = 0
     public internal(set) var ackedProtocolFeatures: ProtocolFeatures = []
-    public internal(set) var owned = false
     public internal(set) var deviceStatus: UInt8 = 0
-    var backendChannelFD: Int32 = -1
+    /// The back-end channel (SET_BACKEND_REQ_FD): notifications to the front-end.
+    var backendChannel: FileDescriptor?
     /// A reply could not be sent whole: the stream is out of step, end it.
     var streamBroken = false
     /// Regions of earlier memory tables still alive (a firmware attach holds
@@ -43,7 +44,6 @@ public final class Backend: BackendContext {
     let kickTagBase: UInt64
     /// How many of each request arrived (the real sequence is logged at debug).
     public internal(set) var messageCounts: [UInt32: Int] = [:]
-    public internal(set) var protocolErrors = 0
     /// Refused messages are the front-end's doing: their log lines are rate-limited.
     var refusals = RateLimit()
     /// Why `handleReadable` last returned false.
@@ -84,7 +84,7 @@ public final class Backend: BackendContext {
         self.vrings = (0..<device.queueCount).map { Vring(index: $0, maxSize: device.maxQueueSize) }
         self.memory = .empty(dirtyLog: dirtyLog)
         // Reads and writes on the stream are bounded by messageDeadlineMs, never blocking.
-        setNonBlocking(socketFD)
+        Platform.setNonBlocking(socketFD)
     }
 
     /// A connection driven by the caller instead of `VhostUserServer` (fuzzing,
@@ -106,7 +106,7 @@ public final class Backend: BackendContext {
             if v.started { stopRing(v) }
             v.closeFDs()
         }
-        closeIfOpen(&backendChannelFD)
+        backendChannel = nil
         memory = .empty
         dirtyLog.reset()
     }
@@ -130,18 +130,18 @@ public final class Backend: BackendContext {
         takeBack(v, .broken)
         v.brokenReason = reason
         stats.needsReset.store(true, ordering: .relaxed)
-        if v.kickFD >= 0 { epoll.remove(v.kickFD) }
-        if v.errFD >= 0 { EventFD.signal(v.errFD) }
+        if let fd = v.kick?.rawValue { epoll.remove(fd) }
+        if let fd = v.err?.rawValue { EventFD.signal(fd) }
         sendConfigChange()
     }
 
     public func sendConfigChange() {
-        guard backendChannelFD >= 0, ackedProtocolFeatures.contains(.backendReq) else { return }
+        guard let channel = backendChannel?.rawValue, ackedProtocolFeatures.contains(.backendReq) else { return }
         var b = [UInt8](repeating: 0, count: MessageHeader.size)
         b.withUnsafeMutableBytes {
             MessageHeader(request: BackendRequest.configChangeMsg.rawValue, flags: MessageHeader.version, size: 0).encode(into: $0)
         }
-        let r = b.withUnsafeBytes { pvz_send_with_fds(backendChannelFD, $0.baseAddress, $0.count, nil, 0) }
+        let r = b.withUnsafeBytes { pvz_send_with_fds(channel, $0.baseAddress, $0.count, nil, 0) }
         if r == MessageHeader.size { return }
         if r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
             logger.debug("CONFIG_CHANGE_MSG dropped: the front-end is not reading its back-end channel")
@@ -149,7 +149,7 @@ public final class Backend: BackendContext {
         }
         // Part of a message went out: the channel's framing is lost for good.
         logger.warning("CONFIG_CHANGE_MSG not sent (\(r) bytes, \(SystemError("sendmsg"))): back-end channel closed")
-        closeIfOpen(&backendChannelFD)
+        backendChannel = nil
     }
 
     // MARK: Guest memory that shrank
@@ -173,24 +173,4 @@ public final class Backend: BackendContext {
 struct WeakRegion {
     weak var region: MappedRegion?
     init(_ r: MappedRegion) { region = r }
-}
-
-/// A point in time a blocking wait must not pass.
-public struct Deadline {
-    public let end: ContinuousClock.Instant
-    public init(ms: Int) { end = .now + .milliseconds(ms) }
-    public var expired: Bool { ContinuousClock.now >= end }
-    /// Waits for `events` on `fd` until the deadline; false when it passed or poll failed.
-    func wait(_ fd: Int32, events: Int16) -> Bool {
-        while true {
-            let left = ContinuousClock.now.duration(to: end)
-            if left <= .zero { return false }
-            let ms = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
-            var p = pollfd(fd: fd, events: events, revents: 0)
-            let r = poll(&p, 1, ms)
-            if r > 0 { return true }
-            if r == 0 { return false }
-            if errno != EINTR { return false }
-        }
-    }
 }

@@ -1,5 +1,6 @@
 import CPVZShim
 import Logging
+import Platform
 import Synchronization
 import Virtqueue
 #if canImport(Glibc)
@@ -27,7 +28,7 @@ extension Backend {
         switch r {
         case .getFeatures: return getFeatures(h, p)
         case .setFeatures: return setFeatures(p)
-        case .setOwner: owned = true; return .ok
+        case .setOwner: return .ok
         case .resetOwner: resetAll(); return .ok
         case .setMemTable: return setMemTable(p, &fds)
         case .setVringNum: return setVringNum(p)

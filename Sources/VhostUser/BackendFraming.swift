@@ -1,5 +1,6 @@
 import CPVZShim
 import Logging
+import Platform
 import Synchronization
 import Virtqueue
 #if canImport(Glibc)
@@ -58,12 +59,9 @@ extension Backend {
             endReason = .protocolError; return false
         }
         let payload = UnsafeRawBufferPointer(rebasing: buffer[MessageHeader.size ..< MessageHeader.size + Int(header.size)])
-        stats.messages.add(1, ordering: .relaxed)
 
         guard let request = FrontEndRequest(rawValue: header.request) else {
             // Unknown codes are not counted by value: a front-end could grow the table at will.
-            protocolErrors += 1
-            stats.protocolErrors.add(1, ordering: .relaxed)
             if let held = refusals.admit() {
                 logger.warning("unknown vhost-user request \(header.request) (size \(header.size), \(received.count) fds): refused\(held > 0 ? " (\(held) more refusals not logged)" : "")")
             }
@@ -79,8 +77,6 @@ extension Backend {
         case .ok:
             if header.needsReply && ackedProtocolFeatures.contains(.replyAck) && !request.hasReply { sendAck(header, success: true) }
         case .failed(let why):
-            protocolErrors += 1
-            stats.protocolErrors.add(1, ordering: .relaxed)
             if let held = refusals.admit() {
                 logger.warning("\(request.name) refused: \(why)\(held > 0 ? " (\(held) more refusals not logged)" : "")")
             }

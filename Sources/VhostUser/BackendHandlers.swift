@@ -1,5 +1,6 @@
 import CPVZShim
 import Logging
+import Platform
 import Synchronization
 import Virtqueue
 #if canImport(Glibc)
@@ -146,7 +147,7 @@ extension Backend {
         guard let s = VringStatePayload.decode(p) else { return .failed("payload of \(p.count) bytes, expected 8") }
         guard let v = vring(s.index) else { return badIndex(s.index) }
         if v.started { stopRing(v) }
-        closeIfOpen(&v.kickFD)
+        v.kick = nil
         v.kickSet = false
         VringStatePayload(index: s.index, num: UInt32(v.base)).encode(into: replyPayload)
         sendReply(h, payloadSize: VringStatePayload.size)
@@ -163,21 +164,19 @@ extension Backend {
             return .failed("reserved bits set in 0x\(String(raw, radix: 16))")
         }
         guard let v = vring(f.index) else { return badIndex(f.index) }
-        let fd: Int32 = f.noFD ? -1 : fds[0]
-        if !f.noFD { fds[0] = -1 }  // ownership moves to the vring
+        // Ownership moves to the vring.
+        var fd: FileDescriptor? = nil
+        if !f.noFD { fd = FileDescriptor(taking: fds[0]); fds[0] = -1 }
         // A call or err fd nobody reads (a full pipe, say) must not block the guest thread.
+        fd?.setNonBlocking()
         switch kind {
         case .call:
-            closeIfOpen(&v.callFD); v.callFD = fd
-            if fd >= 0 { setNonBlocking(fd) }
+            v.call = fd
         case .err:
-            closeIfOpen(&v.errFD); v.errFD = fd
-            if fd >= 0 { setNonBlocking(fd) }
+            v.err = fd
         case .kick:
             if v.started { stopRing(v) }
-            closeIfOpen(&v.kickFD)
-            v.kickFD = fd
-            if fd >= 0 { setNonBlocking(fd) }
+            v.kick = fd
             // The ring starts on SET_VRING_KICK (vhost-user.rst "Starting and stopping rings").
             return startRing(v)
         }
@@ -222,7 +221,7 @@ extension Backend {
 
     func setInflightFD(_ p: UnsafeRawBufferPointer, _ fds: inout [Int32]) -> Outcome {
         guard let m = InflightPayload.decode(p) else { return .failed("payload of \(p.count) bytes, expected \(InflightPayload.size)") }
-        let fd = fds[0]
+        let fd = FileDescriptor(taking: fds[0])
         fds[0] = -1
         do {
             inflight = try InflightRegion(fd: fd, m, maxQueues: vrings.count, maxQueueSize: device.maxQueueSize)
@@ -296,7 +295,7 @@ extension Backend {
                 return reply(1)
             }
         }
-        let fd = fds[0]
+        let fd = FileDescriptor(taking: fds[0])
         fds[0] = -1
         transfer = DeviceStateTransfer(direction: dir, fd: fd, bytes: bytes, limit: Self.maxDeviceState)
         logger.info("device state \(dir == .save ? "save (\(bytes.count) bytes)" : "load") started")
@@ -352,11 +351,11 @@ extension Backend {
     }
 
     func setBackendReqFD(_ fds: inout [Int32]) -> Outcome {
-        closeIfOpen(&backendChannelFD)
-        backendChannelFD = fds[0]
+        let channel = FileDescriptor(taking: fds[0])
         fds[0] = -1
         // Notifications only: when the front-end does not read them they are dropped, never waited for.
-        setNonBlocking(backendChannelFD)
+        channel.setNonBlocking()
+        backendChannel = consume channel
         return .ok
     }
 

@@ -1,5 +1,6 @@
 import CPVZShim
 import Logging
+import Platform
 import Synchronization
 import Virtqueue
 #if canImport(Glibc)
@@ -48,8 +49,8 @@ extension Backend {
             handOver(v)
             return .ok
         }
-        if v.kickFD >= 0 {
-            do { try epoll.add(v.kickFD, tag: kickTagBase + UInt64(v.index)) } catch {
+        if let fd = v.kick?.rawValue {
+            do { try epoll.add(fd, tag: kickTagBase + UInt64(v.index)) } catch {
                 v.started = false
                 return .failed("queue \(v.index): \(error)")
             }
@@ -95,8 +96,8 @@ extension Backend {
     func stopRing(_ v: Vring) {
         if v.handedOver {
             takeBack(v, .stopping)
-        } else if v.kickFD >= 0 {
-            epoll.remove(v.kickFD)
+        } else if let fd = v.kick?.rawValue {
+            epoll.remove(fd)
         }
         // The device returns what it popped while the ring is still there.
         device.queueStopping(v.index, self)
@@ -112,7 +113,7 @@ extension Backend {
     public func kicked(_ index: Int) {
         guard index >= 0, index < vrings.count else { return }
         let v = vrings[index]
-        if v.kickFD >= 0 { EventFD.drain(v.kickFD) }
+        if let fd = v.kick?.rawValue { EventFD.drain(fd) }
         if v.isLive { device.queueKicked(index, self) }
     }
 

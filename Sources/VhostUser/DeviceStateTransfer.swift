@@ -1,4 +1,5 @@
 import CPVZShim
+import Platform
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -31,33 +32,33 @@ final class DeviceStateTransfer: @unchecked Sendable {
     static let deadlineSeconds: Int32 = 30
     let direction: DeviceStateTransferPayload.Direction
     private let limit: Int
-    private var tid = pthread_t()
+    private var thread: OSThread?
     /// Rung by `cancel()`: the transfer stops waiting on the front-end's pipe.
-    private let cancelFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+    private let cancelDoorbell: FileDescriptor
+    /// Its descriptor; -1 when none could be made (poll then ignores it).
+    private var cancelFD: Int32 { cancelDoorbell.rawValue }
     /// Set by the transfer thread once: the bytes read (load) or nil, and an error.
     private let outcome = Mutex<(done: Bool, bytes: [UInt8], error: String?)>((false, [], nil))
 
     /// Save: writes `bytes` to `fd`, then closes it. Load: reads `fd` to its
     /// end (at most `limit` bytes), then closes it. Takes `fd`.
-    init(direction: DeviceStateTransferPayload.Direction, fd: Int32, bytes: [UInt8], limit: Int) {
+    init(direction: DeviceStateTransferPayload.Direction, fd: consuming FileDescriptor, bytes: [UInt8], limit: Int) {
         self.direction = direction
         self.limit = limit
-        let job = Job(transfer: self, fd: fd, bytes: bytes)
-        let box = Unmanaged.passRetained(job).toOpaque()
-        pthread_create(&tid, nil, { arg in
-            let j = Unmanaged<Job>.fromOpaque(arg!).takeRetainedValue()
-            j.transfer.run(fd: j.fd, bytes: j.bytes)
-            return nil
-        }, box)
-    }
-
-    private final class Job {
-        let transfer: DeviceStateTransfer, fd: Int32, bytes: [UInt8]
-        init(transfer: DeviceStateTransfer, fd: Int32, bytes: [UInt8]) { self.transfer = transfer; self.fd = fd; self.bytes = bytes }
+        cancelDoorbell = FileDescriptor(taking: eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK)))
+        let raw = fd.release()
+        do {
+            thread = try OSThread(name: "pvz-state") { [self] in
+                let pipe = FileDescriptor(taking: raw)
+                run(fd: pipe.rawValue, bytes: bytes)
+            }
+        } catch {
+            _ = close(raw)
+            outcome.withLock { $0 = (true, [], "cannot start the transfer: \(error)") }
+        }
     }
 
     private func run(fd: Int32, bytes: [UInt8]) {
-        defer { close(fd) }
         var error: String?
         var got: [UInt8] = []
         if direction == .save {
@@ -90,16 +91,11 @@ final class DeviceStateTransfer: @unchecked Sendable {
 
     /// The connection ends: stop waiting for a front-end that will not finish
     /// (a disconnect must not hold the guest thread for `deadlineSeconds`).
-    func cancel() {
-        var one: UInt64 = 1
-        _ = write(cancelFD, &one, 8)
-    }
-
-    deinit { close(cancelFD) }
+    func cancel() { if cancelFD >= 0 { EventFD.signal(cancelFD) } }
 
     /// Waits for the transfer to end; the bytes read (load) and an error, if any.
     func finish() -> (bytes: [UInt8], error: String?) {
-        pthread_join(tid, nil)
+        thread?.join()
         return outcome.withLock { ($0.bytes, $0.error) }
     }
 }

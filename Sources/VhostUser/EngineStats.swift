@@ -6,7 +6,5 @@ public final class EngineStats: Sendable {
     public let deviceStatus = Atomic<UInt8>(0)
     public let ackedFeatures = Atomic<UInt64>(0)
     public let needsReset = Atomic<Bool>(false)
-    public let protocolErrors = Atomic<UInt64>(0)
-    public let messages = Atomic<UInt64>(0)
     public init() {}
 }

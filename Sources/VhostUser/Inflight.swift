@@ -1,4 +1,5 @@
 import CPVZShim
+import Platform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,7 +53,8 @@ public enum InflightError: Error, Equatable, CustomStringConvertible {
 ///   u16 used_idx, then desc_num × { u8 inflight, 5 pad, u16 next, u64 counter }.
 public final class InflightRegion: @unchecked Sendable {
     public static let version: UInt16 = 1
-    public let fd: Int32
+    public let descriptor: FileDescriptor
+    public var fd: Int32 { descriptor.rawValue }
     public let numQueues: Int
     public let queueSize: UInt16
     private let mapping: UnsafeMutableRawPointer
@@ -80,16 +82,17 @@ public final class InflightRegion: @unchecked Sendable {
     public init(numQueues n: UInt16, queueSize q: UInt16, maxQueues: Int, maxQueueSize: UInt16) throws(InflightError) {
         try Self.checkGeometry(n, q, maxQueues: maxQueues, maxQueueSize: maxQueueSize)
         let length = Self.stride(queueSize: q) * Int(n)
-        let fd = pvz_memfd_create("vhost-user-pvz-inflight", UInt32(MFD_CLOEXEC | MFD_ALLOW_SEALING))
-        if fd < 0 { throw .system(call: "memfd_create", errno: errno) }
-        guard ftruncate(fd, off_t(length)) == 0 else { let e = errno; close(fd); throw .system(call: "ftruncate", errno: e) }
+        let raw = pvz_memfd_create("vhost-user-pvz-inflight", UInt32(MFD_CLOEXEC | MFD_ALLOW_SEALING))
+        if raw < 0 { throw .system(call: "memfd_create", errno: errno) }
+        let fd = FileDescriptor(taking: raw)
+        guard ftruncate(raw, off_t(length)) == 0 else { throw .system(call: "ftruncate", errno: errno) }
         // The front-end cannot shrink what we write through.
-        _ = fcntl(fd, Self.addSeals, Self.sealSeal | Self.sealShrink | Self.sealGrow)
-        guard let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
-            let e = errno; close(fd); throw .system(call: "mmap", errno: e)
+        _ = fcntl(raw, Self.addSeals, Self.sealSeal | Self.sealShrink | Self.sealGrow)
+        guard let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, raw, 0), p != MAP_FAILED else {
+            throw .system(call: "mmap", errno: errno)
         }
         memset(p, 0, length)
-        self.fd = fd
+        descriptor = fd
         numQueues = Int(n)
         queueSize = q
         mapping = p
@@ -97,30 +100,29 @@ public final class InflightRegion: @unchecked Sendable {
         base = p
     }
 
-    /// SET_INFLIGHT_FD: the buffer a previous back-end filled. Takes `fd`.
-    public init(fd: Int32, _ m: InflightPayload, maxQueues: Int, maxQueueSize: UInt16) throws(InflightError) {
-        do {
-            try Self.checkGeometry(m.numQueues, m.queueSize, maxQueues: maxQueues, maxQueueSize: maxQueueSize)
-        } catch { close(fd); throw error }
+    /// SET_INFLIGHT_FD: the buffer a previous back-end filled (closed on a refusal).
+    public init(fd: consuming FileDescriptor, _ m: InflightPayload, maxQueues: Int, maxQueueSize: UInt16) throws(InflightError) {
+        let raw = fd.rawValue
+        try Self.checkGeometry(m.numQueues, m.queueSize, maxQueues: maxQueues, maxQueueSize: maxQueueSize)
         let length = Self.stride(queueSize: m.queueSize) * Int(m.numQueues)
-        guard m.mmapSize == UInt64(length) else { close(fd); throw .sizeMismatch(mmapSize: m.mmapSize, expected: UInt64(length)) }
+        guard m.mmapSize == UInt64(length) else { throw .sizeMismatch(mmapSize: m.mmapSize, expected: UInt64(length)) }
         let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
         guard m.mmapOffset & (page - 1) == 0, m.mmapOffset <= UInt64(Int64.max) - UInt64(length) else {
-            close(fd); throw .badOffset(m.mmapOffset)
+            throw .badOffset(m.mmapOffset)
         }
         var st = stat()
-        guard fstat(fd, &st) == 0 else { let e = errno; close(fd); throw .system(call: "fstat", errno: e) }
+        guard fstat(raw, &st) == 0 else { throw .system(call: "fstat", errno: errno) }
         // A regular file shorter than the buffer would fault on access.
         let size = st.st_size < 0 ? 0 : UInt64(st.st_size)
         if (st.st_mode & S_IFMT) == S_IFREG, size < m.mmapOffset + UInt64(length) {
-            close(fd); throw .fileTooSmall(needed: m.mmapOffset + UInt64(length), actual: size)
+            throw .fileTooSmall(needed: m.mmapOffset + UInt64(length), actual: size)
         }
-        guard let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(m.mmapOffset)), p != MAP_FAILED else {
-            let e = errno; close(fd); throw .system(call: "mmap", errno: e)
+        guard let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, raw, off_t(m.mmapOffset)), p != MAP_FAILED else {
+            throw .system(call: "mmap", errno: errno)
         }
         let slot = pvz_guard_register(p, length)
-        if slot < 0 { munmap(p, length); close(fd); throw .system(call: "SIGBUS guard (every slot taken)", errno: ENOSPC) }
-        self.fd = fd
+        if slot < 0 { munmap(p, length); throw .system(call: "SIGBUS guard (every slot taken)", errno: ENOSPC) }
+        descriptor = fd
         numQueues = Int(m.numQueues)
         queueSize = m.queueSize
         mapping = p
@@ -136,7 +138,6 @@ public final class InflightRegion: @unchecked Sendable {
     deinit {
         pvz_guard_unregister(guardSlot)
         munmap(mapping, mappingLength)
-        close(fd)
     }
 
     public var payload: InflightPayload {

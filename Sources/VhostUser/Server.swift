@@ -1,5 +1,6 @@
 import CPVZShim
 import Logging
+import Platform
 import SafeSockets
 import Synchronization
 import Virtqueue
@@ -38,6 +39,8 @@ public final class VhostUserServer: @unchecked Sendable {
     private var connectionLog = RateLimit(burst: 20, perSecond: 2)
     /// The live connection; only the server thread touches it.
     public private(set) var backend: Backend?
+    /// The live connection's socket (the back-end borrows it).
+    private var connection: FileDescriptor?
 
     /// Listens on `socketPath` (SafeListener: a path that is not a socket, or
     /// a socket another process listens on, is refused; a stale one replaced).
@@ -115,23 +118,22 @@ public final class VhostUserServer: @unchecked Sendable {
         if backend != nil { disconnect(epoll, reason: .serverStopping) }
         close(listenFD)
         if ownsSocketFile { socketFile?.unlinkIfOurs() }
-        waker.close()
     }
 
     private func accept(_ epoll: Epoll) {
-        let fd = pvz_accept_cloexec(listenFD)
-        if fd < 0 { logger.warning("accept: \(SystemError("accept4"))"); return }
+        let raw = pvz_accept_cloexec(listenFD)
+        if raw < 0 { logger.warning("accept: \(SystemError("accept4"))"); return }
+        let socket = FileDescriptor(taking: raw)
+        let fd = socket.rawValue
         guard let peer = SocketPeer.of(fd), access.admits(peer) else {
             let who = SocketPeer.of(fd).map(\.description) ?? "unknown peer (SO_PEERCRED failed)"
             logger.warning("front-end refused: \(who) may not connect (allowed: \(access.describe()))")
-            close(fd)
             return
         }
         if backend != nil {
             if let held = connectionLog.admit() {
                 logger.warning("a second front-end tried to connect while one is served: refused\(held > 0 ? " (\(held) connection lines not logged)" : "")")
             }
-            close(fd)
             return
         }
         var l = logger
@@ -139,10 +141,10 @@ public final class VhostUserServer: @unchecked Sendable {
         let b = Backend(device: device, socketFD: fd, epoll: epoll, kickTagBase: Self.tagKickBase, logger: l, stats: stats)
         do { try epoll.add(fd, tag: Self.tagConnection) } catch {
             logger.error("cannot watch the front-end socket: \(error)")
-            close(fd)
             return
         }
         backend = b
+        connection = consume socket
         connectionsServed.add(1, ordering: .relaxed)
         connectedFlag.store(true, ordering: .releasing)
         if let held = connectionLog.admit() {
@@ -156,8 +158,8 @@ public final class VhostUserServer: @unchecked Sendable {
         epoll.remove(b.socketFD)
         device.frontEndDisconnected(b, reason: reason)
         b.teardown()
-        close(b.socketFD)
         backend = nil
+        connection = nil
         connectedFlag.store(false, ordering: .releasing)
         stats.deviceStatus.store(0, ordering: .relaxed)
         let counts = b.messageCounts.sorted { $0.key < $1.key }

@@ -1,4 +1,5 @@
 import CPVZShim
+import Platform
 import Virtqueue
 
 /// One vring's vhost-user state (size, addresses, base, eventfds) and, while
@@ -8,9 +9,10 @@ public final class Vring {
     public internal(set) var size: UInt16 = 0
     var addr: VringAddrPayload?
     public internal(set) var base: UInt16 = 0
-    var kickFD: Int32 = -1
-    var callFD: Int32 = -1
-    var errFD: Int32 = -1
+    /// The eventfds the front-end gave (SET_VRING_KICK/CALL/ERR); owned here.
+    var kick: FileDescriptor?
+    var call: FileDescriptor?
+    var err: FileDescriptor?
     public internal(set) var enabled = false
     /// SET_VRING_KICK arrived (fd or NOFD) since the last stop.
     var kickSet = false
@@ -18,9 +20,6 @@ public final class Vring {
     public internal(set) var queue: SplitQueue?
     public internal(set) var brokenReason: String?
     public let chain: DescriptorChain
-    /// Notifications sent (call eventfd writes) and chains completed, for status.
-    public internal(set) var notifications: UInt64 = 0
-    public internal(set) var completed: UInt64 = 0
 
     init(index: Int, maxSize: UInt16) {
         self.index = index
@@ -39,7 +38,7 @@ public final class Vring {
     public private(set) var lastChainReplayed = false
 
     /// The kick eventfd, for a device that serves this ring on its own thread.
-    public var kickFileDescriptor: Int32? { kickFD >= 0 ? kickFD : nil }
+    public var kickFileDescriptor: Int32? { kick?.rawValue }
     /// Handed over to the device's own thread (`VhostUserDevice.servesQueueItself`).
     var handedOver = false
 
@@ -55,7 +54,7 @@ public final class Vring {
             resubmitNext += 1
             if resubmitNext == resubmits.count { resubmits.removeAll(); resubmitNext = 0 }
             lastChainReplayed = true
-            try queue!.walk(head: head, memory: memory, into: chain)
+            try chain.walk(head: head, of: queue!, memory: memory)
             return chain
         }
         guard let head = try queue!.popHead() else { return nil }
@@ -64,7 +63,7 @@ public final class Vring {
             f.popped(head: head, counter: inflightCounter)
             inflightCounter &+= 1
         }
-        try queue!.walk(head: head, memory: memory, into: chain)
+        try chain.walk(head: head, of: queue!, memory: memory)
         return chain
     }
 
@@ -79,7 +78,6 @@ public final class Vring {
         } else {
             queue!.addUsed(head: head, length: written)
         }
-        completed &+= 1
     }
 
     /// A ring starting with an in-flight buffer: resume after what the old
@@ -108,11 +106,8 @@ public final class Vring {
     /// Signals the call eventfd if the driver wants an interrupt.
     @inline(__always)
     public func notifyIfNeeded() {
-        guard queue != nil, callFD >= 0 else { return }
-        if queue!.needsNotification() {
-            EventFD.signal(callFD)
-            notifications &+= 1
-        }
+        guard queue != nil, let fd = call?.rawValue else { return }
+        if queue!.needsNotification() { EventFD.signal(fd) }
     }
 
     /// After draining: re-arm kicks, true when more arrived meanwhile.
@@ -130,11 +125,11 @@ public final class Vring {
 
     func closeFDs() {
         closeKickAndCall()
-        closeIfOpen(&errFD)
+        err = nil
     }
 
     func closeKickAndCall() {
-        closeIfOpen(&kickFD)
-        closeIfOpen(&callFD)
+        kick = nil
+        call = nil
     }
 }

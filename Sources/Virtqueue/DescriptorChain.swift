@@ -32,6 +32,15 @@ public enum ChainError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// One entry of a descriptor table (virtio 1.x 2.7.5, `struct virtq_desc`).
+enum Descriptor {
+    static let size = 16
+    enum Offset { static let addr = 0, len = 8, flags = 12, next = 14 }
+    static let fNext: UInt16 = 1
+    static let fWrite: UInt16 = 2
+    static let fIndirect: UInt16 = 4
+}
+
 /// One buffer of a chain, already translated to a host address.
 public struct ChainSegment {
     public var host: UnsafeMutableRawPointer
@@ -40,9 +49,9 @@ public struct ChainSegment {
     public var gpa: UInt64
 }
 
-/// A walked descriptor chain: the device-readable buffers, then the
-/// device-writable ones. A scratch object reused for every chain of a queue,
-/// so walking a chain allocates nothing.
+/// One descriptor chain, walked and checked (`walk`): the device-readable
+/// buffers, then the device-writable ones, as host addresses. A scratch object
+/// reused for every chain of a queue, so walking a chain allocates nothing.
 public final class DescriptorChain {
     public let capacity: Int
     public private(set) var head: UInt16 = 0
@@ -53,7 +62,7 @@ public final class DescriptorChain {
     private let readable: UnsafeMutableBufferPointer<ChainSegment>
     private let writable: UnsafeMutableBufferPointer<ChainSegment>
     /// The dirty log of the memory table the chain was walked in.
-    @usableFromInline var dirtyLog: DirtyLog?
+    private var dirtyLog: DirtyLog?
 
     public init(capacity: Int) {
         self.capacity = capacity
@@ -66,8 +75,7 @@ public final class DescriptorChain {
         writable.deallocate()
     }
 
-    @usableFromInline
-    func reset(head: UInt16, dirtyLog: DirtyLog? = nil) {
+    private func reset(head: UInt16, dirtyLog: DirtyLog?) {
         self.head = head
         self.dirtyLog = dirtyLog
         readableCount = 0
@@ -76,18 +84,69 @@ public final class DescriptorChain {
         writableLength = 0
     }
 
-    @usableFromInline
-    func appendReadable(_ p: UnsafeMutableRawPointer, _ len: Int, gpa: UInt64) {
+    private func appendReadable(_ p: UnsafeMutableRawPointer, _ len: Int, gpa: UInt64) {
         readable[readableCount] = ChainSegment(host: p, length: len, gpa: gpa)
         readableCount += 1
         readableLength += len
     }
 
-    @usableFromInline
-    func appendWritable(_ p: UnsafeMutableRawPointer, _ len: Int, gpa: UInt64) {
+    private func appendWritable(_ p: UnsafeMutableRawPointer, _ len: Int, gpa: UInt64) {
         writable[writableCount] = ChainSegment(host: p, length: len, gpa: gpa)
         writableCount += 1
         writableLength += len
+    }
+
+    /// Walks the chain of `queue` starting at `head` (a head `queue.popHead()`
+    /// returned, or one resubmitted from the in-flight buffer), checking every
+    /// index, length and address (virtio 1.x 2.7.5 / 2.7.7 rules). Replaces what
+    /// this chain held; allocates nothing.
+    public func walk(head: UInt16, of queue: SplitQueue, memory: GuestMemory) throws(ChainError) {
+        reset(head: head, dirtyLog: memory.dirtyLog)
+        let limit = Int(queue.size)
+        var table = queue.layout.desc
+        var tableSize = limit
+        var index = Int(head)
+        var seen = 0
+        var inIndirect = false
+        while true {
+            if index >= tableSize { throw .nextOutOfRange(next: UInt16(truncatingIfNeeded: index), tableSize: tableSize) }
+            seen += 1
+            if seen > limit { throw .tooLong(limit: limit) }
+            let d = table + Descriptor.size * index
+            let addr = d.loadUnaligned(fromByteOffset: Descriptor.Offset.addr, as: UInt64.self).littleEndian
+            let len = d.loadUnaligned(fromByteOffset: Descriptor.Offset.len, as: UInt32.self).littleEndian
+            let flags = d.loadUnaligned(fromByteOffset: Descriptor.Offset.flags, as: UInt16.self).littleEndian
+            let next = d.loadUnaligned(fromByteOffset: Descriptor.Offset.next, as: UInt16.self).littleEndian
+            if flags & Descriptor.fIndirect != 0 {
+                if !queue.indirect { throw .indirectNotNegotiated }
+                if inIndirect { throw .nestedIndirect }
+                if flags & Descriptor.fNext != 0 { throw .indirectWithNext }
+                if len == 0 || len % UInt32(Descriptor.size) != 0 || Int(len) / Descriptor.size > limit {
+                    throw .badIndirectLength(length: len, limit: limit)
+                }
+                guard let t = memory.translate(gpa: addr, length: UInt64(len)) else {
+                    throw .addressOutOfRange(gpa: addr, length: len)
+                }
+                table = t
+                tableSize = Int(len) / Descriptor.size
+                index = 0
+                inIndirect = true
+                continue
+            }
+            if len > 0 {
+                guard let p = memory.translate(gpa: addr, length: UInt64(len)) else {
+                    throw .addressOutOfRange(gpa: addr, length: len)
+                }
+                if flags & Descriptor.fWrite != 0 {
+                    appendWritable(p, Int(len), gpa: addr)
+                } else {
+                    if writableCount > 0 { throw .readableAfterWritable(index: seen - 1) }
+                    appendReadable(p, Int(len), gpa: addr)
+                }
+            }
+            if flags & Descriptor.fNext == 0 { return }
+            index = Int(next)
+        }
     }
 
     public func readableSegment(_ i: Int) -> ChainSegment { readable[i] }

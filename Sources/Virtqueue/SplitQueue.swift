@@ -19,7 +19,7 @@ public struct VringLayout {
         self.used = used
     }
 
-    public static func descTableBytes(_ size: UInt16) -> UInt64 { 16 * UInt64(size) }
+    public static func descTableBytes(_ size: UInt16) -> UInt64 { UInt64(Descriptor.size) * UInt64(size) }
     /// flags, idx, ring[size], used_event
     public static func availBytes(_ size: UInt16) -> UInt64 { 6 + 2 * UInt64(size) }
     /// flags, idx, ring[size] of {id, len}, avail_event
@@ -41,7 +41,8 @@ public enum QueueSetupError: Error, Equatable, CustomStringConvertible {
     }
 }
 
-/// The device side of a split virtqueue (virtio 1.x section 2.7).
+/// The device side of a split virtqueue (virtio 1.x section 2.7): the avail
+/// and used rings. A popped head is walked by `DescriptorChain.walk`.
 /// Owned by one thread (the guest's event loop); the guest is the only other
 /// writer, so ordering is by acquire/release on the ring indices.
 public struct SplitQueue {
@@ -58,9 +59,6 @@ public struct SplitQueue {
     private var signalledUsed: UInt16 = 0
     private var signalledUsedValid = false
 
-    static let descFNext: UInt16 = 1
-    static let descFWrite: UInt16 = 2
-    static let descFIndirect: UInt16 = 4
     static let availFNoInterrupt: UInt16 = 1
 
     public static func validSize(_ size: UInt16, max: UInt16) -> Bool {
@@ -119,55 +117,6 @@ public struct SplitQueue {
         lastAvailIdx &+= 1
         if head >= size { throw .headOutOfRange(head: head, queueSize: size) }
         return head
-    }
-
-    /// Walks the chain starting at `head` into `chain`, checking every index,
-    /// length and address (virtio 1.x 2.7.5 / 2.7.7 rules).
-    public func walk(head: UInt16, memory: GuestMemory, into chain: DescriptorChain) throws(ChainError) {
-        chain.reset(head: head, dirtyLog: memory.dirtyLog)
-        let limit = Int(size)
-        var table = layout.desc
-        var tableSize = Int(size)
-        var index = Int(head)
-        var seen = 0
-        var inIndirect = false
-        while true {
-            if index >= tableSize { throw .nextOutOfRange(next: UInt16(truncatingIfNeeded: index), tableSize: tableSize) }
-            seen += 1
-            if seen > limit { throw .tooLong(limit: limit) }
-            let d = table + 16 * index
-            let addr = d.loadUnaligned(as: UInt64.self).littleEndian
-            let len = d.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
-            let flags = d.loadUnaligned(fromByteOffset: 12, as: UInt16.self).littleEndian
-            let next = d.loadUnaligned(fromByteOffset: 14, as: UInt16.self).littleEndian
-            if flags & Self.descFIndirect != 0 {
-                if !indirect { throw .indirectNotNegotiated }
-                if inIndirect { throw .nestedIndirect }
-                if flags & Self.descFNext != 0 { throw .indirectWithNext }
-                if len == 0 || len % 16 != 0 || Int(len / 16) > limit { throw .badIndirectLength(length: len, limit: limit) }
-                guard let t = memory.translate(gpa: addr, length: UInt64(len)) else {
-                    throw .addressOutOfRange(gpa: addr, length: len)
-                }
-                table = t
-                tableSize = Int(len / 16)
-                index = 0
-                inIndirect = true
-                continue
-            }
-            if len > 0 {
-                guard let p = memory.translate(gpa: addr, length: UInt64(len)) else {
-                    throw .addressOutOfRange(gpa: addr, length: len)
-                }
-                if flags & Self.descFWrite != 0 {
-                    chain.appendWritable(p, Int(len), gpa: addr)
-                } else {
-                    if chain.writableCount > 0 { throw .readableAfterWritable(index: seen - 1) }
-                    chain.appendReadable(p, Int(len), gpa: addr)
-                }
-            }
-            if flags & Self.descFNext == 0 { return }
-            index = Int(next)
-        }
     }
 
     /// Publishes one used element (release: the buffer contents are written first).

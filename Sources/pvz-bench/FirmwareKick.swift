@@ -1,5 +1,6 @@
 import CMallocCounter
 import Foundation
+import PVZContract
 import PVZDaemon
 import TestFrontEnd
 #if canImport(Glibc)
@@ -12,6 +13,8 @@ import Glibc
 struct Kicker {
     static let fwHeap: UInt64 = 0x0100_0000
     static let ringSize: UInt32 = 4096
+    /// The FENCE target: the heap's second page, past the ring fields.
+    static let fenceTarget: UInt64 = 0x2000
     let fe: TestFrontEnd
     let kickq: DriverQueue
     let doorbell: UInt64
@@ -22,39 +25,40 @@ struct Kicker {
         let fe = try TestFrontEnd(path: socket)
         try fe.start()
         self.fe = fe
-        let hq = fe.queues[0]
+        let hq = fe.queues[PVZQueue.hypercallq.rawValue]
         let req = fe.alloc(64), resp = fe.alloc(64)
         func call(_ bytes: [UInt8]) -> UInt32 {
             fe.write(req, bytes)
             hq.addPair(request: req, UInt32(bytes.count), response: resp, 64)
             _ = hq.blockUsed()
-            return fe.load(resp, as: UInt32.self)
+            return fe.load(resp + UInt64(HypercallResponseHeader.Offset.status), as: UInt32.self)
         }
-        func le(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
-        func le(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
-        // CREATE_DEV_CONFIG, MAP_DEV_PHYS_HEAP(32 MiB at fwHeap)
-        guard call(le(UInt32(1)) + le(UInt32(0)) + le(UInt32(0)) + le(UInt32(1))) == 0,
-              call(le(UInt32(5)) + le(UInt32(0)) + le(UInt32(0)) + le(UInt32(2)) + le(UInt64(32 << 20)) + le(Self.fwHeap)) == 0
+        let ok = PVZStatus.ok.rawValue
+        guard call(HypercallRequestHeader(.createDevConfig, requestID: 1).request()) == ok,
+              call(HypercallRequestHeader(.mapDevPhysHeap, requestID: 2)
+                  .request(MapDevPhysHeapInput(size: VirtioPVZ.defaultFirmwareHeapSize, ipa: IPA(Self.fwHeap)))) == ok
         else { throw TestFrontEnd.Failure.badReply("firmware heap set-up refused") }
-        fe.store(Self.fwHeap + 0x4, Self.ringSize)
-        fe.store(Self.fwHeap + 0x8, UInt32(0))
-        fe.store(Self.fwHeap + 0x0, UInt32(0x474E_4952))
-        kickq = fe.queues[2]
-        doorbell = fe.alloc(8)
+        fe.store(Self.fwHeap + UInt64(FirmwareRing.sizeOffset), Self.ringSize)
+        fe.store(Self.fwHeap + UInt64(FirmwareRing.writeOffsetField), UInt32(0))
+        fe.store(Self.fwHeap + UInt64(FirmwareRing.magicOffset), FirmwareRing.magic)
+        kickq = fe.queues[PVZQueue.kickq.rawValue]
+        doorbell = fe.alloc(UInt64(KickRequest.size))
     }
 
     /// Writes `commands` commands (the last a FENCE, the rest NOPs) and kicks once.
     @inline(__always) mutating func kick(commands: Int) {
+        typealias At = FirmwareRing.CommandOffset
+        let size = UInt32(FirmwareRing.commandSize)
         for k in 0..<commands {
-            let c = Self.fwHeap + 0x1000 + UInt64(slot) * 32
+            let c = Self.fwHeap + UInt64(FirmwareRing.headerSize) + UInt64(slot * size)
             seq &+= 1
-            let fence = k == commands - 1
-            fe.store(c, UInt32(fence ? 1 : 0)); fe.store(c + 4, UInt32(0)); fe.store(c + 8, seq)
-            fe.store(c + 16, UInt64(0x2000)); fe.store(c + 24, seq)
-            slot = (slot + 1) % (Self.ringSize / 32)
+            let op: FirmwareOp = k == commands - 1 ? .fence : .nop
+            fe.store(c + UInt64(At.op), op.rawValue); fe.store(c + UInt64(At.flags), UInt32(0)); fe.store(c + UInt64(At.seq), seq)
+            fe.store(c + UInt64(At.arg0), Self.fenceTarget); fe.store(c + UInt64(At.arg1), seq)
+            slot = (slot + 1) % (Self.ringSize / size)
         }
-        fe.store(doorbell, slot * 32); fe.store(doorbell + 4, UInt32(0))
-        kickq.add1(doorbell, 8)
+        KickRequest(writeOffset: slot * size).encode(into: UnsafeMutableRawBufferPointer(start: fe.host(doorbell), count: KickRequest.size))
+        kickq.add1(doorbell, UInt32(KickRequest.size))
         _ = kickq.blockUsed()
     }
 }
@@ -73,6 +77,6 @@ func firmwareKicks(iterations: Int, warmup: Int, commandsPerKick: Int) throws ->
         if i >= warmup { samples[i - warmup] = nowNs() - t0 }
     }
     mallocs = pvz_malloc_count() - mallocs
-    guard k.fe.load(Kicker.fwHeap + 0x2000, as: UInt64.self) == k.seq else { fatalError("the last FENCE did not land") }
+    guard k.fe.load(Kicker.fwHeap + Kicker.fenceTarget, as: UInt64.self) == k.seq else { fatalError("the last FENCE did not land") }
     return (Stats(samples), Double(mallocs) / Double(iterations))
 }

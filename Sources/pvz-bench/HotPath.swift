@@ -2,10 +2,11 @@ import CMallocCounter
 import CPVZShim
 import Foundation
 import Logging
+import PVZContract
 import PVZDaemon
 import PVZServer
+import Platform
 import TestFrontEnd
-import VhostUser
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,7 +16,7 @@ import Glibc
 func pingPong(iterations: Int, warmup: Int) -> Stats {
     let a = eventfd(0, Int32(EFD_CLOEXEC)), b = eventfd(0, Int32(EFD_CLOEXEC))
     let total = iterations + warmup
-    let pong = Joinable { for _ in 0..<total { blockingRead(a); EventFD.signal(b) } }
+    let pong = benchThread { for _ in 0..<total { blockingRead(a); EventFD.signal(b) } }
     var samples: [UInt64] = []
     samples.reserveCapacity(iterations)
     for i in 0..<total {
@@ -45,26 +46,27 @@ func benchDaemon(guests count: Int, dir: String) throws -> Daemon {
     return daemon
 }
 
-/// A guest driver that makes one trivial call at a time on hypercallq.
+/// A guest driver that makes one trivial call at a time on hypercallq:
+/// GET_DEV_PHYS_HEAP_ORIGIN(FW_LOCAL), which has an answer and changes nothing.
 struct Caller {
+    static let request = HypercallRequestHeader(.getDevPhysHeapOrigin).request(HeapQueryInput(.fwLocal))
+    static let answerSize = HypercallResponseHeader.size + HeapOriginOutput.size
     let fe: TestFrontEnd
     let q: DriverQueue
     let req: UInt64, resp: UInt64
     init(socket: String) throws {
         fe = try TestFrontEnd(path: socket)
         try fe.start()
-        q = fe.queues[0]
+        q = fe.queues[PVZQueue.hypercallq.rawValue]
         req = fe.alloc(64)
         resp = fe.alloc(64)
-        // GET_DEV_PHYS_HEAP_ORIGIN(FW_LOCAL): a trivial call with an answer.
-        var r = [UInt8](repeating: 0, count: 20)
-        r[0] = 7; r[16] = 2
-        fe.write(req, r)
+        fe.write(req, Self.request)
     }
     @inline(__always) func call() {
-        q.addPair(request: req, 20, response: resp, 24)
+        q.addPair(request: req, UInt32(Self.request.count), response: resp, UInt32(Self.answerSize + 4))
         let len = q.blockUsed()
-        if len != 20 || fe.load(resp, as: UInt32.self) != 0 { fatalError("call failed: len \(len)") }
+        let status = fe.load(resp + UInt64(HypercallResponseHeader.Offset.status), as: UInt32.self)
+        if len != Self.answerSize || status != PVZStatus.ok.rawValue { fatalError("call failed: len \(len) status \(status)") }
     }
 }
 

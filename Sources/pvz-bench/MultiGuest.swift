@@ -1,8 +1,9 @@
 import Foundation
+import PVZContract
 import PVZDaemon
 import Synchronization
 import CPVZShim
-import VhostUser
+import Platform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,7 +28,7 @@ func runFor(seconds: Double, workers count: Int, prepare: (Int) throws -> () -> 
     let steps = try (0..<count).map { try prepare($0) }
     let go = Atomic<Bool>(false)
     let threads = (0..<count).map { i in
-        Joinable { [steps] in
+        benchThread { [steps] in
             while !go.load(ordering: .acquiring) {}
             var n = 0
             while !stop.load(ordering: .relaxed) { steps[i](); n += 1 }
@@ -45,13 +46,13 @@ func runFor(seconds: Double, workers count: Int, prepare: (Int) throws -> () -> 
 
 /// N eventfd pairs ping-ponging, 2N threads: the floor for N guests.
 func eventfdPairs(_ n: Int, seconds: Double) -> Throughput {
-    var pongs: [Joinable] = []
+    var pongs: [OSThread] = []
     var fds: [(Int32, Int32)] = []
     let quit = Atomic<Bool>(false)
     for _ in 0..<n {
         let a = eventfd(0, Int32(EFD_CLOEXEC)), b = eventfd(0, Int32(EFD_CLOEXEC))
         fds.append((a, b))
-        pongs.append(Joinable {
+        pongs.append(benchThread {
             while true {
                 blockingRead(a)
                 if quit.load(ordering: .relaxed) { break }

@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,18 +31,9 @@ func blockingRead(_ fd: Int32) {
     while read(fd, &v, 8) != 8 {}
 }
 
-/// A thread that can be joined (the bench's own, not the daemon's).
-final class Joinable: @unchecked Sendable {
-    private var tid = pthread_t()
-    private let body: () -> Void
-    init(_ body: @escaping () -> Void) {
-        self.body = body
-        let me = Unmanaged.passRetained(self).toOpaque()
-        pthread_create(&tid, nil, { arg in
-            let j = Unmanaged<Joinable>.fromOpaque(arg!).takeRetainedValue()
-            j.body()
-            return nil
-        }, me)
-    }
-    func join() { pthread_join(tid, nil) }
+/// A bench thread (the daemon's thread type). The bench's closures hold
+/// front-ends and raw buffers that one thread at a time uses.
+func benchThread(_ body: @escaping () -> Void) -> OSThread {
+    nonisolated(unsafe) let body = body
+    do { return try OSThread(name: "pvz-bench") { body() } } catch { fatalError("bench: \(error)") }
 }

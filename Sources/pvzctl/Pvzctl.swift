@@ -1,6 +1,7 @@
 import ArgumentParser
 import DeviceTree
 import Foundation
+import PVZContract
 import PVZServer
 import VMManager
 
@@ -192,7 +193,7 @@ struct DT: ParsableCommand {
                 printError("pvzctl: the daemon has no guest with OSID \(osid)")
                 throw CLIExit.refused
             }
-            let d = GuestGPUDescription(osid: osid, regsBase: g.carveoutIpa, regsSize: 0x10000, irq: 0,
+            let d = GuestGPUDescription(osid: osid, regsBase: g.carveoutIpa, regsSize: PVZRegister.bankSize, irq: 0,
                                         carveout: ReservedRegion(name: "pvz-carveout", base: g.carveoutIpa, size: g.carveoutSize),
                                         heaps: [])
             print(x86MemmapArguments(d))

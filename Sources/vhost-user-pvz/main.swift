@@ -6,6 +6,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Logging
+import PVZContract
 import PVZDaemon
 import PVZServer
 import SafeSockets

@@ -2,6 +2,7 @@ import Testing
 import Foundation
 import CPVZShim
 import Logging
+import PVZContract
 import PVZDaemon
 import PVZServer
 import SafeSockets
@@ -33,7 +34,7 @@ struct DaemonSocketTests {
                                logger: quietLogger())
         try first.start()
         defer { first.stop() }
-        let before = try #require(first.guests[0].server.socketFile)
+        let before = try #require(first.guests[0].vhostServer.socketFile)
         // Same guest socket: refused, naming this process.
         #expect {
             _ = try Daemon(config: DaemonConfig(guests: [guestConfig(1, path: d.file("vm1.sock"))], controlSocket: nil), logger: quietLogger())
@@ -120,6 +121,6 @@ struct DaemonSocketTests {
         // One guest without a socket takes the one socket handed over.
         let one = [InheritedSocket(fd: a, name: "unknown", path: d.file("a.sock"))]
         let daemon = try Daemon(config: DaemonConfig(guests: [guestConfig(1)], controlSocket: nil), logger: quietLogger(), inherited: one)
-        #expect(daemon.guests[0].server.listenFD == a)
+        #expect(daemon.guests[0].vhostServer.listenFD == a)
     }
 }

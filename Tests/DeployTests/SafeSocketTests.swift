@@ -1,3 +1,4 @@
+import Platform
 import Testing
 import Foundation
 import CPVZShim
@@ -128,7 +129,7 @@ struct SafeSocketTests {
         let p = d.file("vm.sock")
         var logger = Logger(label: "t"); logger.logLevel = .critical
         let s = try VhostUserServer(socketPath: p, device: IdleDevice(), logger: logger)
-        startThread(name: "t") { s.run() }
+        _ = try OSThread(name: "t") { s.run() }
         #expect(s.isListening)
         // Someone replaces the file (a stale-socket cleanup gone wrong): QEMU
         // would not reach this server any more, and status must say so.
@@ -151,7 +152,7 @@ struct SafeSocketTests {
         var logger = Logger(label: "t"); logger.logLevel = .critical
         let strict = try VhostUserServer(listenFD: b.fd, socketFile: b.identity, ownsSocketFile: true,
                                          access: SocketAccess(), device: IdleDevice(), logger: logger)
-        startThread(name: "t") { strict.run() }
+        _ = try OSThread(name: "t") { strict.run() }
         defer { strict.stop() }
         #expect(try !connectionKeptOpen(path: p, uid: 65534, gid: group))
         #expect(!strict.isConnected)
@@ -163,7 +164,7 @@ struct SafeSocketTests {
 
         let p2 = d.file("vm2.sock")
         let open = try VhostUserServer(socketPath: p2, access: SocketAccess(mode: 0o660, group: group), device: IdleDevice(), logger: logger)
-        startThread(name: "t") { open.run() }
+        _ = try OSThread(name: "t") { open.run() }
         defer { open.stop() }
         // Primary group or supplementary group: both count.
         #expect(try connectionKeptOpen(path: p2, uid: 65534, gid: group))

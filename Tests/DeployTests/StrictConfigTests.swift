@@ -1,6 +1,7 @@
 import Testing
 import Foundation
 import Logging
+import PVZContract
 import PVZDaemon
 import PVZServer
 import SafeSockets

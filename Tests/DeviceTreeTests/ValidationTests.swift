@@ -17,9 +17,9 @@ import Testing
 
     @Test func osidOutOfRange() {
         var d = guest(); d.osid = 0
-        refused(d, mentions: ["osid = 0", "1...7", "host"])
-        d.osid = 8
-        refused(d, mentions: ["osid = 8", "1...7"])
+        refused(d, mentions: ["osid = 0", "1...15", "host"])
+        d.osid = 16
+        refused(d, mentions: ["osid = 16", "1...15"])
     }
 
     @Test func heapOutsideCarveout() {

@@ -1,11 +1,12 @@
 import Testing
+import PVZContract
 import PVZServer
 @testable import GPUModel
 
 /// A firmware heap in (test-owned) memory, page aligned like a real mapping.
 final class Heap {
     let buf: UnsafeMutableRawBufferPointer
-    init(size: Int = 64 * 1024, ringSize: UInt32 = 4096, magic: UInt32 = Ring.magic) {
+    init(size: Int = 64 * 1024, ringSize: UInt32 = 4096, magic: UInt32 = FirmwareRing.magic) {
         buf = .allocate(byteCount: size, alignment: 4096)
         buf.initializeMemory(as: UInt8.self, repeating: 0)
         put32(0, magic)
@@ -18,7 +19,7 @@ final class Heap {
     func get64(_ off: Int) -> UInt64 { UInt64(littleEndian: buf.load(fromByteOffset: off, as: UInt64.self)) }
     /// Writes a command at ring offset `at`.
     func command(at: Int, op: UInt32, flags: UInt32 = 0, seq: UInt64, arg0: UInt64 = 0, arg1: UInt64 = 0) {
-        let b = Ring.headerSize + at
+        let b = FirmwareRing.headerSize + at
         put32(b, op); put32(b + 4, flags); put64(b + 8, seq); put64(b + 16, arg0); put64(b + 24, arg1)
     }
 }
@@ -50,8 +51,8 @@ func run(_ fw: inout Firmware, _ h: Heap, upTo w: UInt32, clock: UInt64 = 1000) 
         #expect(h.get64(0x8000) == 0xABCD_EF01_2345_6789)
         let t1 = h.get64(0x8008), t2 = h.get64(0x8010)
         #expect(t1 >= 5000 && t2 > t1)
-        #expect(h.get32(Ring.readOffsetField) == 160)
-        #expect(h.get64(Ring.completedSeqField) == 5)
+        #expect(h.get32(FirmwareRing.readOffsetField) == 160)
+        #expect(h.get64(FirmwareRing.completedSeqField) == 5)
         #expect(r.events == [GPUEvent(type: .firmware, code: 0x55, value: 4),
                              GPUEvent(type: .firmware, code: GPUEvent.codeKickDone, value: 5)])
         // Next kick: a timestamp with the clock going backwards still moves forward.
@@ -59,7 +60,7 @@ func run(_ fw: inout Firmware, _ h: Heap, upTo w: UInt32, clock: UInt64 = 1000) 
         let r2 = run(&fw, h, upTo: 192, clock: 10)
         #expect(r2.result.commandsRun == 1)
         #expect(h.get64(0x8018) > t2)
-        #expect(h.get64(Ring.completedSeqField) == 6)
+        #expect(h.get64(FirmwareRing.completedSeqField) == 6)
     }
 
     @Test func ringWrapsAround() {
@@ -71,7 +72,7 @@ func run(_ fw: inout Firmware, _ h: Heap, upTo w: UInt32, clock: UInt64 = 1000) 
         let r = run(&fw, h, upTo: 64)
         #expect(r.result.commandsRun == 3 && r.result.readOffset == 64)
         #expect((1...6).allSatisfy { h.get64(0x2000 + $0 * 8) == UInt64($0) })
-        #expect(h.get64(Ring.completedSeqField) == 6)
+        #expect(h.get64(FirmwareRing.completedSeqField) == 6)
     }
 
     @Test func emptyKickStillReports() {
@@ -85,13 +86,13 @@ func run(_ fw: inout Firmware, _ h: Heap, upTo w: UInt32, clock: UInt64 = 1000) 
     @Test func badMagicFailsKick() {
         let h = Heap(magic: 0x474E_4953)
         h.command(at: 0, op: 1, seq: 1, arg0: 0x8000, arg1: 7)
-        h.put32(Ring.readOffsetField, 0x1234)
+        h.put32(FirmwareRing.readOffsetField, 0x1234)
         var fw = Firmware(osid: OSID(1))
         let r = run(&fw, h, upTo: 32)
         #expect(r.result.kickError == .badMagic)
         #expect(r.result.commandsRun == 0)
         #expect(h.get64(0x8000) == 0)
-        #expect(h.get32(Ring.readOffsetField) == 0x1234)   // nothing written
+        #expect(h.get32(FirmwareRing.readOffsetField) == 0x1234)   // nothing written
         #expect(r.events == [GPUEvent(type: .firmware, code: 0xE000_0001, value: UInt64(FirmwareFault.badMagic.rawValue) << 32 | 0x474E_4953)])
     }
 
@@ -156,10 +157,10 @@ func run(_ fw: inout Firmware, _ h: Heap, upTo w: UInt32, clock: UInt64 = 1000) 
         #expect(r.faults.map { FirmwareFault(rawValue: UInt32($0.value >> 32)) } == bad.map(\.3))
         #expect(r.faults.map { $0.value & 0xFFFF_FFFF } == (0..<bad.count).map { UInt64($0 * 32) })
         #expect(h.get64(0x3000) == 42)
-        #expect(h.get64(Ring.completedSeqField) == 100)
-        #expect(h.get32(Ring.readOffsetField) == UInt32(at))
+        #expect(h.get64(FirmwareRing.completedSeqField) == 100)
+        #expect(h.get32(FirmwareRing.readOffsetField) == UInt32(at))
         // The header fields were not the fences' victims.
-        #expect(h.get32(0) == Ring.magic && h.get32(4) == 1024)
+        #expect(h.get32(0) == FirmwareRing.magic && h.get32(4) == 1024)
         // A fence into the header page past the ring fields is allowed.
         h.command(at: at, op: 1, seq: 101, arg0: 0x40, arg1: 9)
         #expect(run(&fw, h, upTo: UInt32(at + 32)).result.faults == 0)
@@ -171,12 +172,12 @@ func run(_ fw: inout Firmware, _ h: Heap, upTo w: UInt32, clock: UInt64 = 1000) 
         var fw = Firmware(osid: OSID(1))
         h.command(at: 0, op: 1, seq: 1, arg0: 0x2000, arg1: 1)
         #expect(run(&fw, h, upTo: 32).result.commandsRun == 1)
-        h.put32(Ring.readOffsetField, 0)          // the guest rewinds "our" read offset
-        h.put64(Ring.completedSeqField, 999)
+        h.put32(FirmwareRing.readOffsetField, 0)          // the guest rewinds "our" read offset
+        h.put64(FirmwareRing.completedSeqField, 999)
         h.command(at: 32, op: 1, seq: 2, arg0: 0x2008, arg1: 2)
         let r = run(&fw, h, upTo: 64)
         #expect(r.result.commandsRun == 1)         // only the new command
-        #expect(h.get32(Ring.readOffsetField) == 64 && h.get64(Ring.completedSeqField) == 2)
+        #expect(h.get32(FirmwareRing.readOffsetField) == 64 && h.get64(FirmwareRing.completedSeqField) == 2)
     }
 
     @Test func ringReinitialisedRestartsAtZero() {

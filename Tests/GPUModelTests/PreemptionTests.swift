@@ -1,4 +1,5 @@
 import Testing
+import PVZContract
 import PVZServer
 @testable import GPUModel
 
@@ -14,19 +15,19 @@ import PVZServer
         let first = fw.run(heap: h.buf, upTo: 320, clockNs: 1, deadline: { true }) { ev.append($0) }
         #expect(first.preempted)
         #expect(first.commandsRun == 1)
-        #expect(h.get32(Ring.readOffsetField) == 32)
-        #expect(h.get64(Ring.completedSeqField) == 1)
+        #expect(h.get32(FirmwareRing.readOffsetField) == 32)
+        #expect(h.get64(FirmwareRing.completedSeqField) == 1)
         #expect(ev.isEmpty)  // no kick-done until the kick is finished
         // After three more commands the deadline passes again.
         var budget = 3
         let second = fw.run(heap: h.buf, upTo: 320, clockNs: 2, deadline: { budget -= 1; return budget < 0 }) { ev.append($0) }
         #expect(second.preempted)
         #expect(second.commandsRun == 4)
-        #expect(h.get32(Ring.readOffsetField) == 160)
+        #expect(h.get32(FirmwareRing.readOffsetField) == 160)
         let last = fw.run(heap: h.buf, upTo: 320, clockNs: 3) { ev.append($0) }
         #expect(!last.preempted)
         #expect(last.commandsRun == 5)
-        #expect(h.get64(Ring.completedSeqField) == 10)
+        #expect(h.get64(FirmwareRing.completedSeqField) == 10)
         #expect(ev.count == 1 && ev[0].code == GPUEvent.codeKickDone && ev[0].value == 10)
         for i in 0..<10 { #expect(h.get64(0x8000 + 8 * i) == UInt64(i + 100)) }
     }

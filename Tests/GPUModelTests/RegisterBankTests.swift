@@ -1,4 +1,5 @@
 import Testing
+import PVZContract
 import PVZServer
 @testable import GPUModel
 
@@ -7,12 +8,12 @@ import PVZServer
 
     @Test func identityRegisters() {
         let b = RegisterBank(osid: OSID(3), bvnc: 0x0024_0034_0068_00B6)
-        #expect(read(b, Reg.coreID) == 0x505A_0001)
-        #expect(read(b, Reg.bvncLo) == 0x0068_00B6)
-        #expect(read(b, Reg.bvncHi) == 0x0024_0034)
-        #expect(read(b, Reg.osid) == 3)
+        #expect(read(b, PVZRegister.coreID) == 0x505A_0001)
+        #expect(read(b, PVZRegister.bvncLo) == 0x0068_00B6)
+        #expect(read(b, PVZRegister.bvncHi) == 0x0024_0034)
+        #expect(read(b, PVZRegister.osid) == 3)
         #expect(read(b, 0xFFFC) == 0)   // reserved reads as zero
-        #expect(RegisterBank.defaultBVNC == 0x0024_0034_0068_00B6)
+        #expect(VirtioPVZ.defaultBVNC == 0x0024_0034_0068_00B6)
     }
 
     @Test func badOffsets() {
@@ -25,42 +26,42 @@ import PVZServer
 
     @Test func readOnlyRegistersRefuseWrites() {
         let b = RegisterBank(osid: OSID(1))
-        let writable: Set<UInt32> = [Reg.irqStatus, Reg.irqEnable, Reg.scratch]
-        for o in Reg.all where !writable.contains(o) {
+        let writable: Set<UInt32> = [PVZRegister.irqStatus, PVZRegister.irqEnable, PVZRegister.scratch]
+        for o in PVZRegister.all where !writable.contains(o) {
             let before = read(b, o)
             #expect(b.write(offset: o, value: 0xDEAD_BEEF) == .invalidParams, "offset \(o)")
-            if o != Reg.clockLo && o != Reg.clockHi { #expect(read(b, o) == before) }
+            if o != PVZRegister.clockLo && o != PVZRegister.clockHi { #expect(read(b, o) == before) }
         }
         #expect(b.write(offset: 0x100, value: 1) == .invalidParams)   // reserved
-        #expect(b.write(offset: Reg.scratch, value: 0x1234_5678) == .ok)
-        #expect(read(b, Reg.scratch) == 0x1234_5678)
+        #expect(b.write(offset: PVZRegister.scratch, value: 0x1234_5678) == .ok)
+        #expect(read(b, PVZRegister.scratch) == 0x1234_5678)
     }
 
     @Test func irqStatusIsWriteOneToClear() {
         let b = RegisterBank(osid: OSID(1))
         b.raise(GPUEvent(type: .firmware, code: 1, value: 0))
         b.raise(GPUEvent(type: .vmManager, code: 2, value: 0))
-        #expect(read(b, Reg.irqStatus) == 3)
-        #expect(b.write(offset: Reg.irqStatus, value: 1) == .ok)
-        #expect(read(b, Reg.irqStatus) == 2)
-        #expect(b.write(offset: Reg.irqStatus, value: 0) == .ok)   // writing 0 clears nothing
-        #expect(read(b, Reg.irqStatus) == 2)
-        #expect(b.write(offset: Reg.irqStatus, value: 4) == .invalidParams)
-        #expect(b.write(offset: Reg.irqStatus, value: 2) == .ok)
-        #expect(read(b, Reg.irqStatus) == 0)
+        #expect(read(b, PVZRegister.irqStatus) == 3)
+        #expect(b.write(offset: PVZRegister.irqStatus, value: 1) == .ok)
+        #expect(read(b, PVZRegister.irqStatus) == 2)
+        #expect(b.write(offset: PVZRegister.irqStatus, value: 0) == .ok)   // writing 0 clears nothing
+        #expect(read(b, PVZRegister.irqStatus) == 2)
+        #expect(b.write(offset: PVZRegister.irqStatus, value: 4) == .invalidParams)
+        #expect(b.write(offset: PVZRegister.irqStatus, value: 2) == .ok)
+        #expect(read(b, PVZRegister.irqStatus) == 0)
     }
 
     @Test func irqEnableMasksDelivery() {
         let b = RegisterBank(osid: OSID(1))
-        #expect(read(b, Reg.irqEnable) == 3)
-        #expect(b.write(offset: Reg.irqEnable, value: 2) == .ok)
+        #expect(read(b, PVZRegister.irqEnable) == 3)
+        #expect(b.write(offset: PVZRegister.irqEnable, value: 2) == .ok)
         #expect(b.raise(GPUEvent(type: .firmware, code: 7, value: 0)) == false)
-        #expect(read(b, Reg.irqStatus) == 1)   // latched even when masked
+        #expect(read(b, PVZRegister.irqStatus) == 1)   // latched even when masked
         #expect(b.pendingEvents == 0)
         #expect(b.raise(GPUEvent(type: .vmManager, code: 8, value: 0)) == true)
         #expect(b.nextEvent() == GPUEvent(type: .vmManager, code: 8, value: 0))
-        #expect(b.write(offset: Reg.irqEnable, value: 0x10) == .invalidParams)
-        #expect(read(b, Reg.eventsRaised) == 2)
+        #expect(b.write(offset: PVZRegister.irqEnable, value: 0x10) == .invalidParams)
+        #expect(read(b, PVZRegister.eventsRaised) == 2)
     }
 
     @Test func backlogOverflowDropsOldest() {
@@ -68,8 +69,8 @@ import PVZServer
         for i in 0..<10 { b.raise(GPUEvent(type: .firmware, code: 0, value: UInt64(i))) }
         #expect(b.pendingEvents == 4)
         #expect(b.droppedEvents == 6)
-        #expect(read(b, Reg.eventsDropped) == 6)
-        #expect(read(b, Reg.eventsPending) == 4)
+        #expect(read(b, PVZRegister.eventsDropped) == 6)
+        #expect(read(b, PVZRegister.eventsPending) == 4)
         #expect((0..<4).map { _ in b.nextEvent()!.value } == [6, 7, 8, 9])
         #expect(b.nextEvent() == nil)
     }
@@ -99,7 +100,7 @@ import PVZServer
 
     @Test func mirrorOverwritesGuestStores() {
         let b = RegisterBank(osid: OSID(2))
-        _ = b.write(offset: Reg.scratch, value: 0x55AA)
+        _ = b.write(offset: PVZRegister.scratch, value: 0x55AA)
         b.setStatus([.online, .heapMapped], true)
         b.raise(GPUEvent(type: .firmware, code: 0, value: 0))
         let bank = UnsafeMutableRawBufferPointer.allocate(byteCount: 0x10000, alignment: 4096)
@@ -107,15 +108,15 @@ import PVZServer
         bank.initializeMemory(as: UInt8.self, repeating: 0xFF)   // the guest's own stores
         b.mirror(into: bank.baseAddress!)
         func at(_ o: UInt32) -> UInt32 { bank.load(fromByteOffset: Int(o), as: UInt32.self) }
-        #expect(at(Reg.coreID) == Reg.coreIDValue)
-        #expect(at(Reg.osid) == 2)
-        #expect(at(Reg.scratch) == 0x55AA)
-        #expect(at(Reg.fwStatus) == FirmwareStatus([.online, .heapMapped]).rawValue)
-        #expect(at(Reg.irqStatus) == 1)
-        #expect(at(Reg.eventsPending) == 1)
-        #expect(at(Reg.calls) == 0)
+        #expect(at(PVZRegister.coreID) == PVZRegister.coreIDValue)
+        #expect(at(PVZRegister.osid) == 2)
+        #expect(at(PVZRegister.scratch) == 0x55AA)
+        #expect(at(PVZRegister.fwStatus) == FirmwareStatus([.online, .heapMapped]).rawValue)
+        #expect(at(PVZRegister.irqStatus) == 1)
+        #expect(at(PVZRegister.eventsPending) == 1)
+        #expect(at(PVZRegister.calls) == 0)
         #expect(at(0x100) == 0xFFFF_FFFF)   // reserved space untouched
-        for o in Reg.all where o != Reg.clockLo && o != Reg.clockHi { #expect(at(o) == read(b, o), "offset \(o)") }
+        for o in PVZRegister.all where o != PVZRegister.clockLo && o != PVZRegister.clockHi { #expect(at(o) == read(b, o), "offset \(o)") }
     }
 
     @Test func clockRuns() async throws {
@@ -124,8 +125,8 @@ import PVZServer
         try await Task.sleep(for: .milliseconds(5))
         let c = b.clockNs
         #expect(c - a >= 5_000_000)
-        let lo = read(b, Reg.clockLo)!
-        let hi = read(b, Reg.clockHi)!
+        let lo = read(b, PVZRegister.clockLo)!
+        let hi = read(b, PVZRegister.clockHi)!
         #expect(UInt64(hi) << 32 | UInt64(lo) >= c)
     }
 
@@ -137,16 +138,16 @@ import PVZServer
         h.command(at: 32, op: 9, seq: 0x1_0000_0008)
         let r = fw.run(heap: h.buf, upTo: 64, clockNs: b.clockNs) { b.raise($0) }
         b.recordKick(r)
-        #expect(read(b, Reg.kicks) == 1 && read(b, Reg.commands) == 1 && read(b, Reg.faults) == 1)
-        #expect(read(b, Reg.fwReadOffset) == 64)
-        #expect(read(b, Reg.fwCompletedSeqLo) == 8 && read(b, Reg.fwCompletedSeqHi) == 1)
+        #expect(read(b, PVZRegister.kicks) == 1 && read(b, PVZRegister.commands) == 1 && read(b, PVZRegister.faults) == 1)
+        #expect(read(b, PVZRegister.fwReadOffset) == 64)
+        #expect(read(b, PVZRegister.fwCompletedSeqLo) == 8 && read(b, PVZRegister.fwCompletedSeqHi) == 1)
         #expect(b.pendingEvents == 3)   // IRQ, fault, kick done
-        #expect(read(b, Reg.irqStatus) == 1)
+        #expect(read(b, PVZRegister.irqStatus) == 1)
         let zero = Heap(magic: 0)
         let bad = withExtendedLifetime(zero) { fw.run(heap: zero.buf, upTo: 0, clockNs: 0) { b.raise($0) } }
         b.recordKick(bad)
         #expect(b.status.contains(.lastKickFailed))
-        #expect(read(b, Reg.faults) == 2)
+        #expect(read(b, PVZRegister.faults) == 2)
     }
 
     @Test func throughTheServer() throws {
@@ -164,12 +165,12 @@ import PVZServer
             return (o.status, resp.withUnsafeBytes { $0.load(fromByteOffset: 16, as: UInt32.self) })
         }
         func le(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
-        #expect(call(.readReg, le(Reg.bvncHi)) == (.ok, 0x0024_0034))
+        #expect(call(.readReg, le(PVZRegister.bvncHi)) == (.ok, 0x0024_0034))
         b.raise(GPUEvent(type: .firmware, code: 0, value: 0))
-        #expect(call(.writeReg, le(Reg.irqStatus) + le(1)).0 == .ok)
-        #expect(read(b, Reg.irqStatus) == 0)
-        #expect(call(.writeReg, le(Reg.coreID) + le(1)).0 == .invalidParams)
+        #expect(call(.writeReg, le(PVZRegister.irqStatus) + le(1)).0 == .ok)
+        #expect(read(b, PVZRegister.irqStatus) == 0)
+        #expect(call(.writeReg, le(PVZRegister.coreID) + le(1)).0 == .invalidParams)
         #expect(call(.readReg, le(0x10000)).0 == .invalidParams)
-        #expect(read(b, Reg.calls) == 4)
+        #expect(read(b, PVZRegister.calls) == 4)
     }
 }

@@ -1,5 +1,6 @@
 import Testing
 import Synchronization
+import PVZContract
 import PVZServer
 @testable import GPUModel
 

@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import PVZContract
 import PVZDaemon
 
 /// issue 10: admin input (flags, config file) must give a clear error, never a trap.

@@ -1,15 +1,16 @@
 import Testing
 import Foundation
 import Logging
+import PVZContract
 import PVZDaemon
 import PVZServer
 
 @Suite("config space and config file")
 struct ConfigTests {
     @Test func configSpaceFixture() {
-        let cs = PVZConfigSpace(osid: 2, status: [.online, .devConfigCreated], bvnc: 0x0024_0034_0068_00B6, irq: 102,
-                                priority: 5, regsIPA: 0x1000_0000, regsSize: 0x10000, maxOSIDs: 8,
-                                fwHeapIPA: 0x0100_0000, fwHeapSize: 0x0200_0000)
+        let cs = PVZConfigSpace(osid: OSID(2), status: [.online, .devConfigCreated], bvnc: 0x0024_0034_0068_00B6, irq: 102,
+                                priority: 5, regsIPA: IPA(0x1000_0000), regsSize: 0x10000, maxOSIDs: 8,
+                                fwHeapIPA: IPA(0x0100_0000), fwHeapSize: 0x0200_0000)
         var b = [UInt8](repeating: 0, count: 64)
         b.withUnsafeMutableBytes { cs.encode(into: $0) }
         let expected: [UInt8] = [0x50, 0x56, 0x5A, 0x31, 1, 0, 0, 0, 2, 0, 0, 0, 0x09, 0, 0, 0,

@@ -1,5 +1,6 @@
 import Testing
 import DeviceTree
+import PVZContract
 import PVZDaemon
 import PVZServer
 import VMManager
@@ -33,6 +34,19 @@ struct DeviceTreeFromLedgerTests {
         let off = try #require(h.daemon.handle(.dt(osid: OSID(2)), peer: root).dtboBytes)
         let t2 = try FlattenedDeviceTree(validating: off)
         #expect(try t2.subnodes(of: try #require(try t2.node(at: "/fragment@0/__overlay__"))).count == 1)
+    }
+
+    /// Before: the device tree had an OSID limit of its own (1...7), so a
+    /// daemon run with --max-osids 16 --osid 9 served the guest but refused
+    /// its overlay (pvzctl dt --osid 9). One limit now: the contract's.
+    @Test func overlayOfAnOSIDAboveSevenWithSixteenOSIDs() throws {
+        let h = try Harness(guests: [(9, true, GuestPolicy())], maxOSIDs: VirtioPVZ.maxOSIDsLimit)
+        let r = h.daemon.handle(.dt(osid: OSID(9)), peer: root)
+        let dtbo = try #require(r.dtboBytes, "dt --osid 9 refused: \(r.error ?? "") \(r.message ?? "")")
+        let t = try FlattenedDeviceTree(validating: dtbo)
+        let gpu = try #require(try t.allNodes().first { try t.name(of: $0).hasPrefix("gpu@") })
+        #expect(try t.cells("img,osid", of: gpu) == [9])
+        #expect(try t.cells("reg", of: gpu) == [0, 0x0800_0000, 0, UInt32(PVZRegister.bankSize)])
     }
 
     @Test func unknownOSIDIsRefused() throws {

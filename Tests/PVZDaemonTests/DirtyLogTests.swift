@@ -2,6 +2,7 @@ import Testing
 import Foundation
 import CPVZShim
 import GPUModel
+import PVZContract
 import PVZDaemon
 import PVZServer
 import TestFrontEnd
@@ -85,7 +86,7 @@ struct MigrationDirtyLogTests {
         let g = Guest(fe: fe)
         #expect(g.call(.createDevConfig)?.status == .ok)
         #expect(g.mapFirmwareHeap() == .ok)
-        #expect(g.call(.writeReg, Guest.u32(Reg.irqEnable) + Guest.u32(3))?.status == .ok)
+        #expect(g.call(.writeReg, Guest.u32(PVZRegister.irqEnable) + Guest.u32(3))?.status == .ok)
         g.eventBuffers = g.postEventBuffers(4)
         g.initRing()
         let log = Log()
@@ -93,7 +94,7 @@ struct MigrationDirtyLogTests {
         _ = log.take()
 
         // A hypercall: its answer, the hypercallq's used ring, the register mirror.
-        #expect(g.call(.readReg, Guest.u32(Reg.coreID))?.status == .ok)
+        #expect(g.call(.readReg, Guest.u32(PVZRegister.coreID))?.status == .ok)
         let carveout: UInt64 = 0x0800_0000
         var dirty = log.take(awaiting: [Self.page(g.resp), Self.page(g.hypercallq.usedGPA), Self.page(carveout)])
         #expect(dirty.contains(Self.page(g.resp)))
@@ -121,7 +122,7 @@ struct MigrationDirtyLogTests {
         // QEMU turns logging off when the migration ends: nothing more is marked.
         #expect(try fe.sendAcked(.setFeatures, payload: TestFrontEnd.u64(features)) == 0)
         _ = log.take()   // marks of writes made while it was on
-        #expect(g.call(.readReg, Guest.u32(Reg.coreID))?.status == .ok)
+        #expect(g.call(.readReg, Guest.u32(PVZRegister.coreID))?.status == .ok)
         #expect(log.take().isEmpty)
     }
 

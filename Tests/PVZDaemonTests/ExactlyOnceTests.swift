@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import PVZContract
 import PVZServer
 import TestFrontEnd
 import VhostUser

@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import PVZContract
 import GPUModel
 import PVZDaemon
 import PVZServer
@@ -56,7 +57,7 @@ struct FirmwareRingTests {
         let g = try h.connect(1)
         #expect(g.call(.createDevConfig)?.status == .ok)
         #expect(g.mapFirmwareHeap() == .ok)
-        #expect(g.call(.writeReg, Guest.u32(Reg.irqEnable) + Guest.u32(3))?.status == .ok)
+        #expect(g.call(.writeReg, Guest.u32(PVZRegister.irqEnable) + Guest.u32(3))?.status == .ok)
         g.eventBuffers = g.postEventBuffers(8)
         g.initRing()
         g.command(0, op: 1, seq: 1, arg0: 0x2000, arg1: 0xFEED_F00D_CAFE_BEEF)  // FENCE
@@ -74,26 +75,26 @@ struct FirmwareRingTests {
         let done = try #require(g.nextEvent())
         #expect(done.type == .firmware && done.code == 0 && done.value == 4)
         // IRQ_STATUS bit 0 is set and clears on write-1.
-        let st = try #require(g.call(.readReg, Guest.u32(Reg.irqStatus)))
+        let st = try #require(g.call(.readReg, Guest.u32(PVZRegister.irqStatus)))
         #expect(st.output.le32(0) & 1 == 1)
-        #expect(g.call(.writeReg, Guest.u32(Reg.irqStatus) + Guest.u32(1))?.status == .ok)
-        #expect(g.call(.readReg, Guest.u32(Reg.irqStatus))?.output.le32(0) == 0)
+        #expect(g.call(.writeReg, Guest.u32(PVZRegister.irqStatus) + Guest.u32(1))?.status == .ok)
+        #expect(g.call(.readReg, Guest.u32(PVZRegister.irqStatus))?.output.le32(0) == 0)
         // A second batch: timestamps keep increasing, completed_seq follows.
         g.command(4, op: 2, seq: 5, arg0: 0x2008)
         #expect(g.kick(writeOffset: 5 * 32))
         #expect(g.fe.load(Guest.fwHeap + 0x2008, as: UInt64.self) > ts1)
         #expect(g.fe.load(Guest.fwHeap + 0x10, as: UInt64.self) == 5)
         // The register bank is mirrored into the carve-out.
-        #expect(g.fe.load(0x0800_0000 + UInt64(Reg.coreID), as: UInt32.self) == Reg.coreIDValue)
-        #expect(g.fe.load(0x0800_0000 + UInt64(Reg.osid), as: UInt32.self) == 1)
-        #expect(g.fe.load(0x0800_0000 + UInt64(Reg.commands), as: UInt32.self) == 5)
+        #expect(g.fe.load(0x0800_0000 + UInt64(PVZRegister.coreID), as: UInt32.self) == PVZRegister.coreIDValue)
+        #expect(g.fe.load(0x0800_0000 + UInt64(PVZRegister.osid), as: UInt32.self) == 1)
+        #expect(g.fe.load(0x0800_0000 + UInt64(PVZRegister.commands), as: UInt32.self) == 5)
     }
 
     @Test func badCommandFailsAloneAndBadRingFailsTheKick() throws {
         let h = try Harness()
         let g = try h.connect(1)
         #expect(g.mapFirmwareHeap() == .ok)
-        _ = g.call(.writeReg, Guest.u32(Reg.irqEnable) + Guest.u32(3))
+        _ = g.call(.writeReg, Guest.u32(PVZRegister.irqEnable) + Guest.u32(3))
         g.eventBuffers = g.postEventBuffers(8)
         g.initRing()
         g.command(0, op: 1, seq: 1, arg0: 0x4000_0000, arg1: 1)  // FENCE outside the 32 MiB heap
@@ -126,7 +127,7 @@ struct FirmwareRingTests {
     @Test func kickWithNoHeapIsAFaultNotACrash() throws {
         let h = try Harness()
         let g = try h.connect(1)
-        _ = g.call(.writeReg, Guest.u32(Reg.irqEnable) + Guest.u32(3))
+        _ = g.call(.writeReg, Guest.u32(PVZRegister.irqEnable) + Guest.u32(3))
         g.eventBuffers = g.postEventBuffers(2)
         #expect(g.kick(writeOffset: 32))
         #expect(g.nextEvent()?.code == 0xE000_0001)
@@ -142,7 +143,7 @@ struct FirmwareRingTests {
         #expect(g.mapFirmwareHeap() == .ok)
         #expect(g.call(.createDevPhysHeaps)?.status == .ok)
         #expect(g2.mapFirmwareHeap() == .ok)
-        _ = g.call(.writeReg, Guest.u32(Reg.irqEnable) + Guest.u32(3))
+        _ = g.call(.writeReg, Guest.u32(PVZRegister.irqEnable) + Guest.u32(3))
         g.eventBuffers = g.postEventBuffers(8)
         g.initRing()
         for i in 0..<100 { g.command(UInt32(i), op: 2, seq: UInt64(i + 1), arg0: 0x2008) }
@@ -181,7 +182,7 @@ struct HCSDeadlineTests {
         let h = try Harness()
         let g = try h.connect(1)
         #expect(g.mapFirmwareHeap() == .ok)
-        _ = g.call(.writeReg, Guest.u32(Reg.irqEnable) + Guest.u32(1))
+        _ = g.call(.writeReg, Guest.u32(PVZRegister.irqEnable) + Guest.u32(1))
         #expect(h.daemon.handle(.configure(param: .name("HCS_DEADLINE"), value: 1), peer: PeerCredentials(pid: 0, uid: 0, gid: 0)).ok)
         g.eventBuffers = g.postEventBuffers(4)
         g.initRing(size: 0x10000)

@@ -1,6 +1,7 @@
 import Testing
 import CPVZShim
 import Foundation
+import PVZContract
 import PVZDaemon
 import TestFrontEnd
 import VhostUser
@@ -18,7 +19,7 @@ import Glibc
         try fe.start()
         _ = try fe.stopQueues()
         let proto = try fe.getU64(.getProtocolFeatures)
-        #expect(proto & ProtocolFeatures.deviceState.rawValue != 0)
+        #expect(proto & VhostUserProtocolFeature.deviceState != 0)
         try fe.send(.setProtocolFeatures, payload: TestFrontEnd.u64(proto))
         let never = eventfd(0, Int32(EFD_CLOEXEC))
         defer { close(never) }

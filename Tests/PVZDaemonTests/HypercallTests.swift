@@ -1,4 +1,5 @@
 import Testing
+import PVZContract
 import PVZDaemon
 import PVZServer
 import TestFrontEnd
@@ -13,9 +14,9 @@ struct HypercallTests {
         let g = try h.connect(3)
         let c = try g.fe.readConfig(size: 64)
         let cs = try #require(c.withUnsafeBytes { PVZConfigSpace.decode($0) })
-        #expect(cs.osid == 3)
+        #expect(cs.osid == OSID(3))
         #expect(cs.status.contains(.online))
-        #expect(cs.regsIPA == 0x0800_0000)
+        #expect(cs.regsIPA == IPA(0x0800_0000))
         #expect(cs.regsSize == 0x10000)
         #expect(cs.maxOSIDs == 8)
         #expect(cs.irq == 103)
@@ -50,7 +51,7 @@ struct HypercallTests {
         #expect(addr.output.le64(8) == 0x0100_0000)
 
         let cs = try #require(try g.fe.readConfig(size: 64).withUnsafeBytes { PVZConfigSpace.decode($0) })
-        #expect(cs.fwHeapIPA == 0x0100_0000)
+        #expect(cs.fwHeapIPA == IPA(0x0100_0000))
         #expect(cs.status.contains(.firmwareHeapMapped))
         #expect(cs.status.contains(.devConfigCreated))
 

@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import PVZContract
 import GPUModel
 import Logging
 import PVZDaemon
@@ -13,8 +14,8 @@ import VhostUser
 /// register mirror touches is unmapped under it.
 @Suite("VM lifecycles: reset, disconnect, busy firmware", .serialized)
 struct LifecycleTests {
-    static func ledger(_ h: Harness, _ osid: UInt32 = 1) -> GuestState {
-        h.daemon.server.snapshot(osid: OSID(osid))!
+    static func ledger(_ h: Harness, _ osid: UInt32 = 1) -> LedgerSnapshot {
+        h.daemon.hostServer.snapshot(osid: OSID(osid))!
     }
 
     /// What a rebooting guest kernel does: status 0, RESET_DEVICE, then a
@@ -86,7 +87,7 @@ struct LifecycleTests {
         #expect(Self.ledger(h, 1).online)
         // The other guest is untouched.
         #expect(Self.ledger(h, 2).heaps.count == 1)
-        #expect(g2.call(.readReg, Guest.u32(Reg.coreID))?.status == .ok)
+        #expect(g2.call(.readReg, Guest.u32(PVZRegister.coreID))?.status == .ok)
         // A new front-end on OSID 1 starts from nothing.
         let g3 = try h.connect(1)
         #expect(g3.call(.createDevConfig)?.status == .ok)
@@ -106,7 +107,7 @@ struct LifecycleTests {
             // Long enough for the old 2 s timeout and a few more queued kicks.
             usleep(4_000_000)
             let g2 = try h.connect(1)
-            guard g2.call(.readReg, Guest.u32(Reg.coreID))?.status == .ok else { exit(2) }
+            guard g2.call(.readReg, Guest.u32(PVZRegister.coreID))?.status == .ok else { exit(2) }
             exit(0)
         }
     }
@@ -119,12 +120,12 @@ struct LifecycleTests {
             let g = try h.connect(1)
             try LifecycleTests.busyFirmware(g, kicks: 60)
             guard g.call(.unmapDevPhysHeap)?.status == .ok else { exit(3) }
-            guard h.daemon.server.snapshot(osid: OSID(1))!.heaps.isEmpty else { exit(4) }
+            guard h.daemon.hostServer.snapshot(osid: OSID(1))!.heaps.isEmpty else { exit(4) }
             for _ in 0..<5 {
                 guard try g.fe.sendAcked(.setMemTable, payload: g.fe.memTablePayload(), fds: [g.fe.memFD]) == 0 else { exit(5) }
                 usleep(500_000)
             }
-            guard g.call(.readReg, Guest.u32(Reg.coreID))?.status == .ok else { exit(6) }
+            guard g.call(.readReg, Guest.u32(PVZRegister.coreID))?.status == .ok else { exit(6) }
             exit(0)
         }
     }
@@ -160,7 +161,7 @@ struct LifecycleTests {
     @Test func theKickQueueIsBounded() throws {
         let h = try Harness()
         let g = try h.connect(1)
-        #expect(g.call(.writeReg, Guest.u32(Reg.irqEnable) + Guest.u32(1))?.status == .ok)
+        #expect(g.call(.writeReg, Guest.u32(PVZRegister.irqEnable) + Guest.u32(1))?.status == .ok)
         let before = h.daemon.guests[0].device.gpu.counters.faults
         try LifecycleTests.busyFirmware(g, kicks: 0, ringSize: 1 << 20)
         var faults: [GPUEvent] = []
@@ -203,7 +204,7 @@ struct LifecycleTests {
         #expect(try g.fe.sendAcked(.resetDevice) == 0)
         g.fe.resetQueues()
         try g.fe.start()
-        #expect(g.call(.readReg, Guest.u32(Reg.coreID))?.status == .ok)
+        #expect(g.call(.readReg, Guest.u32(PVZRegister.coreID))?.status == .ok)
         g.hypercallq.publish(head: 999)   // a head outside the queue
         #expect(g.hypercallq.errorSignalled(), "the error eventfd was closed by the reset")
         #expect(try g.fe.getU64(.getStatus) & 0x40 != 0)
@@ -244,7 +245,7 @@ struct LifecycleTests {
         let g = try h.connect(1)
         let before = counter.count(atLeast: .info)
         for i in 0..<3000 {
-            #expect(g.call(.writeReg, Guest.u32(Reg.scratch) + Guest.u32(UInt32(i)))?.status == .ok)
+            #expect(g.call(.writeReg, Guest.u32(PVZRegister.scratch) + Guest.u32(UInt32(i)))?.status == .ok)
         }
         #expect(counter.count(atLeast: .info) - before == 0, "\(counter.lines.withLock { $0.suffix(5) })")
         // 200 resets, each with a device config to release: at most the burst gets through.

@@ -1,5 +1,7 @@
+import Platform
 import Testing
 import Foundation
+import PVZContract
 import PVZDaemon
 import PVZServer
 import TestFrontEnd

@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import PVZContract
 import GPUModel
 import PVZDaemon
 import PVZServer
@@ -17,7 +18,7 @@ struct MigrationStateTests {
         let g = try src.connect(1)
         #expect(g.call(.createDevConfig)?.status == .ok)
         #expect(g.mapFirmwareHeap() == .ok)
-        #expect(g.call(.writeReg, Guest.u32(Reg.scratch) + Guest.u32(0x5A5A))?.status == .ok)
+        #expect(g.call(.writeReg, Guest.u32(PVZRegister.scratch) + Guest.u32(0x5A5A))?.status == .ok)
         g.initRing()
         g.command(0, op: 1, seq: 1, arg0: 0x2000, arg1: 111)   // FENCE
         g.command(1, op: 2, seq: 2, arg0: 0x2008)              // TIMESTAMP
@@ -36,7 +37,7 @@ struct MigrationStateTests {
         #expect(Array(bytes[0..<4]) == Array("PVZS".utf8))
         let dst = try Harness(guests: [(1, false, GuestPolicy())])
         try dst.daemon.guests[0].device.loadState(bytes)
-        let a = src.daemon.server.snapshot(osid: OSID(1))!, b = dst.daemon.server.snapshot(osid: OSID(1))!
+        let a = src.daemon.hostServer.snapshot(osid: OSID(1))!, b = dst.daemon.hostServer.snapshot(osid: OSID(1))!
         #expect(b.online && b.devConfigCreated)
         #expect(a.heaps == b.heaps)
         #expect(b.priority == a.priority)
@@ -46,10 +47,10 @@ struct MigrationStateTests {
         try g.fe.start()
         // The source let go of the OSID when its front-end left.
         var n = 0
-        while !src.daemon.server.snapshot(osid: OSID(1))!.heaps.isEmpty && n < 200 { usleep(10_000); n += 1 }
-        #expect(src.daemon.server.snapshot(osid: OSID(1))!.heaps.isEmpty)
+        while !src.daemon.hostServer.snapshot(osid: OSID(1))!.heaps.isEmpty && n < 200 { usleep(10_000); n += 1 }
+        #expect(src.daemon.hostServer.snapshot(osid: OSID(1))!.heaps.isEmpty)
         // Registers, ledger and firmware carry on.
-        #expect(g.call(.readReg, Guest.u32(Reg.scratch))?.output.le32(0) == 0x5A5A)
+        #expect(g.call(.readReg, Guest.u32(PVZRegister.scratch))?.output.le32(0) == 0x5A5A)
         #expect(g.mapFirmwareHeap() == .alreadyExists)
         g.command(2, op: 2, seq: 3, arg0: 0x2010)              // TIMESTAMP after the move
         g.command(3, op: 1, seq: 4, arg0: 0x2018, arg1: 222)   // FENCE
@@ -57,7 +58,7 @@ struct MigrationStateTests {
         #expect(g.fe.load(Guest.fwHeap + 0x2018, as: UInt64.self) == 222)
         #expect(g.fe.load(Guest.fwHeap + 0x10, as: UInt64.self) == 4)          // completed_seq
         #expect(g.fe.load(Guest.fwHeap + 0x2010, as: UInt64.self) > ts)        // the clock never goes back
-        let kicks = try #require(g.call(.readReg, Guest.u32(Reg.kicks)))
+        let kicks = try #require(g.call(.readReg, Guest.u32(PVZRegister.kicks)))
         #expect(kicks.output.le32(0) == 2)                                     // one kick each side
     }
 
@@ -68,7 +69,7 @@ struct MigrationStateTests {
         do { try dst.daemon.guests[0].device.loadState(bytes) } catch {
             #expect("\(error)".contains("carve-out"))
         }
-        let b = dst.daemon.server.snapshot(osid: OSID(1))!
+        let b = dst.daemon.hostServer.snapshot(osid: OSID(1))!
         #expect(!b.online && !b.devConfigCreated && b.heaps.isEmpty)
     }
 
@@ -85,7 +86,7 @@ struct MigrationStateTests {
                     Array(bytes.prefix(bytes.count - 1)), bytes.map { $0 == UInt8(ascii: "1") ? UInt8(ascii: "9") : $0 }] {
             #expect(throws: MigrationError.self) { try dst.daemon.guests[0].device.loadState(bad) }
         }
-        #expect(dst.daemon.server.snapshot(osid: OSID(1))!.heaps.isEmpty)
+        #expect(dst.daemon.hostServer.snapshot(osid: OSID(1))!.heaps.isEmpty)
     }
 }
 
@@ -109,7 +110,7 @@ struct DeviceStateMessageTests {
         try g.fe.reconnect(path: dst.socket(1))
         try g.fe.negotiate()
         #expect(try g.fe.loadDeviceState(state) == 0)
-        #expect(dst.daemon.server.snapshot(osid: OSID(1))!.heaps.count == 1)
+        #expect(dst.daemon.hostServer.snapshot(osid: OSID(1))!.heaps.count == 1)
         try g.fe.start()
         #expect(g.call(.createDevConfig)?.status == .alreadyExists)
     }
@@ -126,7 +127,7 @@ struct DeviceStateMessageTests {
         try fe2.negotiate()
         #expect(try fe2.loadDeviceState(state) != 0)
         #expect(try fe2.loadDeviceState(Array(state.prefix(20))) != 0)
-        #expect(!dst.daemon.server.snapshot(osid: OSID(1))!.devConfigCreated)
+        #expect(!dst.daemon.hostServer.snapshot(osid: OSID(1))!.devConfigCreated)
         // The source still serves its guest (a failed migration leaves it running there).
         try g.fe.start()
         #expect(g.call(.createDevConfig)?.status == .alreadyExists)

@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import PVZContract
 import PVZDaemon
 import PVZServer
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import PVZContract
 import PVZDaemon
 import PVZServer
 import TestFrontEnd
@@ -14,7 +15,7 @@ final class Harness {
 
     init(guests: [(osid: UInt32, online: Bool, policy: GuestPolicy)] = [(1, true, GuestPolicy())], control: Bool = false,
          dir existing: String? = nil, stateFile: Bool = false, logger custom: Logger? = nil,
-         carveout: IPARange? = nil, ddkABI: DDKABI = .default) throws {
+         carveout: IPARange? = nil, ddkABI: DDKABI = .default, maxOSIDs: UInt32 = VirtioPVZ.defaultMaxOSIDs) throws {
         dir = existing ?? "/tmp/pvz-h-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var gs: [GuestConfig] = []
@@ -27,7 +28,7 @@ final class Harness {
         }
         var logger = custom ?? Logger(label: "test")
         if custom == nil { logger.logLevel = .critical }
-        var config = DaemonConfig(guests: gs, controlSocket: control ? "\(dir)/control.sock" : nil,
+        var config = DaemonConfig(guests: gs, controlSocket: control ? "\(dir)/control.sock" : nil, maxOSIDs: maxOSIDs,
                                   stateFile: stateFile ? "\(dir)/state.json" : nil)
         config.ddkABI = ddkABI
         daemon = try Daemon(config: config, logger: logger)

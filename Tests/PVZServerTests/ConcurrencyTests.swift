@@ -1,4 +1,5 @@
 import Testing
+import PVZContract
 @testable import PVZServer
 
 @Suite struct ConcurrencyTests {

@@ -1,4 +1,5 @@
 import Testing
+import PVZContract
 @testable import PVZServer
 
 /// The host follows the DDK ABI it is told to (`--ddk-abi`): which calls
@@ -41,7 +42,7 @@ struct DDKABITests {
         let s = try server(.v1_10)
         let r = call(s, request(.createDevPhysHeaps, funcID: 3))
         let o = try #require(r.output.withUnsafeBytes { CreateDevPhysHeapsOutput.decode(from: $0) })
-        #expect(o.fwSize == 0 && o.fwPAddr == 0)
+        #expect(o.fwSize == 0 && o.fwIPA == IPA(0))
         #expect(o.gpuSize == 16 * MiB)
     }
 

@@ -1,4 +1,5 @@
 import Testing
+import PVZContract
 @testable import PVZServer
 
 /// The ten functions on their OK paths and their own status codes.
@@ -12,7 +13,7 @@ import Testing
         #expect(r.outcome.bytesWritten == 32)
         #expect(r.header == HypercallResponseHeader(status: 0, function: 1, requestID: 0x1234))
         let out = r.output.withUnsafeBytes { CreateDevConfigOutput.decode(from: $0) }
-        #expect(out == CreateDevConfigOutput(irq: 47, regsSize: 0x10000, regsPBase: 512 * MiB))
+        #expect(out == CreateDevConfigOutput(irq: 47, regsSize: 0x10000, regsIPA: IPA(512 * MiB)))
         #expect(r.outcome.effect == .devConfigCreated(irq: 47, registers: IPARange(start: IPA(512 * MiB), size: 0x10000)!))
         #expect(call(s, .createDevConfig).status == .alreadyExists)
         let d = call(s, .destroyDevConfig)
@@ -30,8 +31,8 @@ import Testing
         #expect(o.type == PhysHeapType.uma.rawValue)
         // Guest-origin: 0/0, as the DDK's host answers (it skips a GUEST-origin
         // heap); the guest's own policy (GET_DEV_PHYS_HEAP_ADDR_SIZE) gives 0/size.
-        #expect(o.fwSize == 0 && o.fwPAddr == 0)
-        #expect(o.gpuSize == 16 * MiB && o.gpuPAddr == 512 * MiB + 0x10000)
+        #expect(o.fwSize == 0 && o.fwIPA == IPA(0))
+        #expect(o.gpuSize == 16 * MiB && o.gpuIPA.rawValue == 512 * MiB + 0x10000)
         guard case let .heapsCreated(fw, gpu) = r.outcome.effect else { Issue.record("effect \(r.outcome.effect)"); return }
         #expect(fw == nil)
         #expect(gpu?.pa == PA(1 << 36 | 0x10000))
@@ -49,8 +50,8 @@ import Testing
         let r = call(s, .createDevPhysHeaps)
         #expect(r.status == .ok)
         let o = r.output.withUnsafeBytes { CreateDevPhysHeapsOutput.decode(from: $0) }!
-        #expect(o == CreateDevPhysHeapsOutput(type: 2, fwSize: fw32, fwPAddr: 512 * MiB + 0x10000,
-                                              gpuSize: 16 * MiB, gpuPAddr: 512 * MiB + 0x10000 + fw32))
+        #expect(o == CreateDevPhysHeapsOutput(type: 2, fwSize: fw32, fwIPA: IPA(512 * MiB + 0x10000),
+                                              gpuSize: 16 * MiB, gpuIPA: IPA(512 * MiB + 0x10000 + fw32)))
         guard case let .heapsCreated(fw?, gpu?) = r.outcome.effect else { Issue.record("no heaps"); return }
         #expect(!fw.ipa.overlaps(gpu.ipa))
         #expect(fw.origin == .host && fw.heap == .fwLocal && gpu.heap == .gpuLocal)
@@ -117,7 +118,7 @@ import Testing
         let r = call(s, .getDevPhysHeapAddrSize, input: u32(h.rawValue))
         guard r.status == .ok else { return (r.status, 0, 0) }
         let o = r.output.withUnsafeBytes { HeapAddrSizeOutput.decode(from: $0) }!
-        return (.ok, o.addr, o.size)
+        return (.ok, o.ipa.rawValue, o.size)
     }
 
     @Test func addrSizeTable() throws {

@@ -1,4 +1,5 @@
 import Testing
+import PVZContract
 @testable import PVZServer
 
 /// Hostile and broken requests: each must be refused with the right status,

@@ -1,5 +1,6 @@
 import Testing
 import Synchronization
+import PVZContract
 @testable import PVZServer
 
 /// A state file is outside input: restoring it must leave the ledger exactly right.

@@ -1,4 +1,5 @@
 import Synchronization
+import PVZContract
 @testable import PVZServer
 
 /// Guest RAM as a list of IPA ranges (what the glue derives from the

@@ -1,4 +1,5 @@
 import Testing
+import PVZContract
 @testable import PVZServer
 
 @Suite struct VMManagerTests {
@@ -89,7 +90,7 @@ import Testing
 
     @Test func configurePriorityBeyondMaxOSIDs() throws {
         let s = try PVZHostServer(maxOSIDs: 4, guests: [GuestSpec(osid: OSID(1), carveout: carve())])
-        #expect(throws: PVZError.priorityOSIDOutOfRange(OSID(5), maxOSIDs: 4)) { try s.vmmConfigure(param: .prioOSID5, value: 1) }
+        #expect(throws: PVZError.priorityOSIDOutOfRange(OSID(5), maxOSIDs: 4)) { try s.vmmConfigure(knob: .priority(5), value: 1) }
     }
 
     @Test func disconnectKeepsLedger() throws {

@@ -1,3 +1,4 @@
+import PVZContract
 import PVZServer
 import Testing
 @testable import VMManager

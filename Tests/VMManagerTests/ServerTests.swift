@@ -1,6 +1,8 @@
 import CPVZShim
 import Foundation
 import Glibc
+import Platform
+import PVZContract
 import PVZServer
 import Testing
 @testable import VMManager
@@ -123,7 +125,7 @@ final class ServerFixture: @unchecked Sendable {
         let clients = 16, each = 10
         let failures = Locked(0)
         let threads = try (0..<clients).map { i in
-            try JoinableThread(name: "t\(i)") {
+            try OSThread(name: "t\(i)") {
                 for _ in 0..<each {
                     let r = try? f.client.send(.guests)
                     if r?.ok != true { failures.withLock { $0 += 1 } }

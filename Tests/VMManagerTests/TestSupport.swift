@@ -1,7 +1,19 @@
 import Foundation
 import Glibc
+import PVZContract
 import PVZServer
+import Synchronization
 @testable import VMManager
+
+/// A value the tests share with closures and threads: a Mutex (noncopyable,
+/// so it cannot be captured itself) in a class.
+final class Locked<Value>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: sending Value) { mutex = Mutex(value) }
+    func withLock<R>(_ body: (inout sending Value) throws -> sending R) rethrows -> sending R {
+        try mutex.withLock(body)
+    }
+}
 
 /// A small in-memory VM manager behind the control socket, with the DDK's
 /// rules for online/offline, so server and applier tests have real answers.

@@ -1,4 +1,5 @@
 import Logging
+import Platform
 import VhostUser
 import Virtqueue
 import Synchronization
@@ -44,7 +45,7 @@ func startServer(_ device: VhostUserDevice, name: String = #function) throws -> 
     var logger = Logger(label: "test")
     logger.logLevel = .critical
     let s = try VhostUserServer(socketPath: path, device: device, logger: logger)
-    startThread(name: "test-guest") { s.run() }
+    _ = try OSThread(name: "test-guest") { s.run() }
     return (s, path)
 }
 

@@ -1,3 +1,4 @@
+import Platform
 import Testing
 import CPVZShim
 import TestFrontEnd
@@ -33,13 +34,9 @@ struct EngineTests {
         try fe.start(queueCount: 2)
         let c = try fe.readConfig(size: 16)
         #expect(c == (0..<16).map { UInt8($0) &+ 0xA0 })
-        var set = [UInt8](repeating: 0, count: ConfigPayload.headerSize + 4)
-        set.withUnsafeMutableBytes { ConfigPayload(offset: 0, size: 4, flags: 0).encodeHeader(into: $0) }
-        #expect(try fe.sendAcked(.setConfig, payload: set) != 0)
+        #expect(try fe.sendAcked(.setConfig, payload: TestFrontEnd.config(offset: 0, bytes: [0, 0, 0, 0])) != 0)
         // Reading past the end is refused with an empty reply.
-        var bad = [UInt8](repeating: 0, count: ConfigPayload.headerSize + 8)
-        bad.withUnsafeMutableBytes { ConfigPayload(offset: 12, size: 8, flags: 0).encodeHeader(into: $0) }
-        try fe.send(.getConfig, payload: bad)
+        try fe.send(.getConfig, payload: TestFrontEnd.config(offset: 12, bytes: [UInt8](repeating: 0, count: 8)))
         let (_, p) = try fe.receive()
         #expect(p.isEmpty)
     }
@@ -122,11 +119,8 @@ struct EngineTests {
         #expect(try fe.sendAcked(.setVringKick, payload: TestFrontEnd.u64(0), fds: [q.kick.fd]) == 0)
         #expect(try fe.sendAcked(.setVringNum, payload: TestFrontEnd.state(0, UInt32(q.size))) == 0)
         #expect(try fe.sendAcked(.setVringBase, payload: TestFrontEnd.state(0, UInt32(q.availIdx))) == 0)
-        var a = [UInt8](repeating: 0, count: VringAddrPayload.size)
-        a.withUnsafeMutableBytes {
-            VringAddrPayload(index: 0, flags: 0, desc: fe.userBase + q.descGPA, used: fe.userBase + q.usedGPA,
-                             avail: fe.userBase + q.availGPA, log: 0).encode(into: $0)
-        }
+        let a = TestFrontEnd.vringAddr(index: 0, desc: fe.userBase + q.descGPA, used: fe.userBase + q.usedGPA,
+                                       avail: fe.userBase + q.availGPA)
         #expect(try fe.sendAcked(.setVringAddr, payload: a) == 0)
         #expect(try fe.sendAcked(.setVringEnable, payload: TestFrontEnd.state(0, 1)) == 0)
         let req = fe.alloc(8), resp = fe.alloc(8)

@@ -1,3 +1,4 @@
+import Platform
 import Testing
 import CPVZShim
 import TestFrontEnd
@@ -75,8 +76,7 @@ struct HostileFrontEndTests {
         defer { close(fd) }
         let length = InflightRegion.stride(queueSize: 64) * 2
         #expect(ftruncate(fd, off_t(length)) == 0)
-        var b = [UInt8](repeating: 0, count: InflightPayload.size)
-        b.withUnsafeMutableBytes { InflightPayload(mmapSize: UInt64(length), mmapOffset: 0, numQueues: 2, queueSize: 64).encode(into: $0) }
+        let b = TestFrontEnd.inflight(mmapSize: UInt64(length), mmapOffset: 0, numQueues: 2, queueSize: 64)
         #expect(try fe.sendAcked(.setInflightFD, payload: b, fds: [fd]) == 0)
         #expect(ftruncate(fd, 0) == 0)
         _ = try? fe.start(queueCount: 2)  // the rings start, read the buffer, and the connection ends
@@ -89,8 +89,7 @@ struct HostileFrontEndTests {
     @Test func stallInsidePayload() throws {
         let (fe, s1, p1, otherWorks, servers) = try setUp()
         defer { servers.forEach { $0.stop() } }
-        var b = [UInt8](repeating: 0, count: MessageHeader.size + 4)
-        b.withUnsafeMutableBytes { MessageHeader(request: FrontEndRequest.setFeatures.rawValue, flags: MessageHeader.version, size: 8).encode(into: $0) }
+        let b = VhostUserHeader(request: VhostUserRequest.setFeatures.rawValue, flags: VhostUserHeader.version, size: 8).bytes + [0, 0, 0, 0]
         #expect(b.withUnsafeBytes { send(fe.socketFD, $0.baseAddress, $0.count, 0) } == b.count)
         #expect(otherWorks())
         #expect(fe.backendClosed(timeoutMs: Int32(Backend.messageDeadlineMs) + 2000), "stalled message did not end the connection")
@@ -169,8 +168,7 @@ struct HostileFrontEndTests {
     @Test func repliesNobodyReads() throws {
         let (fe, s1, p1, otherWorks, servers) = try setUp()
         defer { servers.forEach { $0.stop() } }
-        var b = [UInt8](repeating: 0, count: MessageHeader.size)
-        b.withUnsafeMutableBytes { MessageHeader(request: FrontEndRequest.getQueueNum.rawValue, flags: MessageHeader.version, size: 0).encode(into: $0) }
+        let b = VhostUserHeader(request: VhostUserRequest.getQueueNum.rawValue, flags: VhostUserHeader.version, size: 0).bytes
         // Keep asking, never read: the daemon's reply queue stays full.
         var sent = 0
         var waited = 0

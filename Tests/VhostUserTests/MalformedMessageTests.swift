@@ -1,3 +1,4 @@
+import Platform
 import Testing
 import CPVZShim
 import TestFrontEnd
@@ -10,29 +11,18 @@ import Glibc
 /// A bad message that the back-end must refuse (nack) and survive.
 struct BadMessage: CustomTestStringConvertible, Sendable {
     let name: String
-    let build: @Sendable (TestFrontEnd) -> (FrontEndRequest, [UInt8], [Int32])
+    let build: @Sendable (TestFrontEnd) -> (VhostUserRequest, [UInt8], [Int32])
     var testDescription: String { name }
 }
 
-func region(_ gpa: UInt64, _ size: UInt64, _ ua: UInt64, _ off: UInt64) -> MemoryRegionWire {
-    MemoryRegionWire(guestPhysAddr: gpa, memorySize: size, userAddr: ua, mmapOffset: off)
+// Payloads from the test front-end's own encoders (vhost-user.rst), not the back-end's.
+func region(_ gpa: UInt64, _ size: UInt64, _ ua: UInt64, _ off: UInt64) -> [UInt8] {
+    TestFrontEnd.region(gpa: gpa, size: size, userAddr: ua, mmapOffset: off)
 }
-func table(_ rs: [MemoryRegionWire], count: UInt32? = nil) -> [UInt8] {
-    let t = MemoryTablePayload(regions: rs)
-    var b = [UInt8](repeating: 0, count: t.encodedSize)
-    b.withUnsafeMutableBytes { t.encode(into: $0) }
-    if let c = count { b.withUnsafeMutableBytes { $0.putLE32(0, c) } }
-    return b
-}
-func single(_ r: MemoryRegionWire) -> [UInt8] {
-    var b = [UInt8](repeating: 0, count: SingleRegionPayload.size)
-    b.withUnsafeMutableBytes { SingleRegionPayload(region: r).encode(into: $0) }
-    return b
-}
+func table(_ rs: [[UInt8]], count: UInt32? = nil) -> [UInt8] { TestFrontEnd.memoryTable(rs, count: count) }
+func single(_ r: [UInt8]) -> [UInt8] { TestFrontEnd.singleRegion(r) }
 func addr(_ i: UInt32, desc: UInt64, used: UInt64, avail: UInt64) -> [UInt8] {
-    var b = [UInt8](repeating: 0, count: VringAddrPayload.size)
-    b.withUnsafeMutableBytes { VringAddrPayload(index: i, flags: 0, desc: desc, used: used, avail: avail, log: 0).encode(into: $0) }
-    return b
+    TestFrontEnd.vringAddr(index: i, desc: desc, used: used, avail: avail)
 }
 
 let badMessages: [BadMessage] = [
@@ -63,10 +53,7 @@ let badMessages: [BadMessage] = [
     .init(name: "SET_VRING_KICK with neither fd nor NOFD") { _ in (.setVringKick, TestFrontEnd.u64(1), []) },
     .init(name: "SET_VRING_ENABLE value 2") { _ in (.setVringEnable, TestFrontEnd.state(0, 2), []) },
     .init(name: "SET_STATUS wider than 8 bits") { _ in (.setStatus, TestFrontEnd.u64(0x1ff), []) },
-    .init(name: "SET_CONFIG (config space is read-only)") { _ in
-        var b = [UInt8](repeating: 0, count: ConfigPayload.headerSize + 4)
-        b.withUnsafeMutableBytes { ConfigPayload(offset: 0, size: 4, flags: 0).encodeHeader(into: $0) }
-        return (.setConfig, b, []) },
+    .init(name: "SET_CONFIG (config space is read-only)") { _ in (.setConfig, TestFrontEnd.config(offset: 0, bytes: [0, 0, 0, 0]), []) },
     .init(name: "SET_LOG_BASE (not offered)") { _ in (.setLogBase, TestFrontEnd.u64(0) + TestFrontEnd.u64(0), []) },
 ]
 
@@ -102,7 +89,7 @@ struct MalformedMessageTests {
     @Test func unknownRequestIsNacked() throws {
         let (fe, bothWork, servers) = try twoGuests()
         defer { servers.forEach { $0.stop() } }
-        try fe.sendRaw(request: 999, flags: MessageHeader.version | MessageHeader.needReplyFlag, payload: [1, 2, 3])
+        try fe.sendRaw(request: 999, flags: VhostUserHeader.version | VhostUserHeader.needReply, payload: [1, 2, 3])
         let (h, p) = try fe.receive()
         #expect(h.request == 999 && p.count == 8 && p[0] == 1)
         #expect(try bothWork())
@@ -111,9 +98,7 @@ struct MalformedMessageTests {
     @Test func getConfigPastTheEndGetsEmptyReply() throws {
         let (fe, bothWork, servers) = try twoGuests()
         defer { servers.forEach { $0.stop() } }
-        var b = [UInt8](repeating: 0, count: ConfigPayload.headerSize + 8)
-        b.withUnsafeMutableBytes { ConfigPayload(offset: 12, size: 8, flags: 0).encodeHeader(into: $0) }
-        try fe.send(.getConfig, payload: b)
+        try fe.send(.getConfig, payload: TestFrontEnd.config(offset: 12, bytes: [UInt8](repeating: 0, count: 8)))
         #expect(try fe.receive().1.isEmpty)
         #expect(try bothWork())
     }

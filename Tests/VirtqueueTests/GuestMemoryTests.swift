@@ -1,6 +1,7 @@
 import Testing
 import CPVZShim
 import Foundation
+import Platform
 import Virtqueue
 #if canImport(Glibc)
 import Glibc
@@ -104,13 +105,11 @@ import Glibc
         let mem = try MockGuestMemory([(0, 0x10000)])
         #expect(ftruncate(mem.regions[0].fd, 0) == 0)
         let p = UInt(bitPattern: mem.host(0x9000, 8))
-        let done = DispatchSemaphore(value: 0)
         // As the firmware thread writing a fence would.
-        Thread.detachNewThread {
+        let t = try OSThread(name: "fence") {
             pvz_store_release_u64(UnsafeMutableRawPointer(bitPattern: p)!, 42)
-            done.signal()
         }
-        done.wait()
+        t.join()
         #expect(mem.memory.faulted)
         #expect(mem.read32(0x9000) == 42)
     }

@@ -99,6 +99,6 @@ final class MockSplitQueue {
 /// Pops and walks the next chain the way the engine does.
 func popAndWalk(_ q: inout SplitQueue, _ mem: MockGuestMemory, _ chain: DescriptorChain) throws(ChainError) -> UInt16? {
     guard let head = try q.popHead() else { return nil }
-    try q.walk(head: head, memory: mem.memory, into: chain)
+    try chain.walk(head: head, of: q, memory: mem.memory)
     return head
 }

@@ -1,7 +1,7 @@
-// Typed addresses and identifiers. An IPA (guest physical address), a PA (an
-// address in the emulated GPU's physical space) and a host virtual address are
-// all 64-bit integers; mixing them up is the classic para-virtualization bug,
-// so each has its own type and conversions are explicit.
+// Typed addresses and identifiers (spec 3 and 9). An IPA (guest physical
+// address), a PA (an address in the emulated GPU's physical space) and a host
+// virtual address are all 64-bit integers; mixing them up is the classic
+// para-virtualization bug, so each has its own type and conversions are explicit.
 
 /// The OS identifier the VM manager gives a guest: 0 is the host (driver
 /// domain), guests are 1..<maxOSIDs. Never taken from guest input.
@@ -21,11 +21,6 @@ public struct IPA: RawRepresentable, Hashable, Comparable, Sendable, CustomStrin
     public init(_ value: UInt64) { self.rawValue = value }
     public static func < (a: IPA, b: IPA) -> Bool { a.rawValue < b.rawValue }
     public var description: String { "IPA 0x" + String(rawValue, radix: 16) }
-    /// Adds a byte offset; nil on overflow.
-    public func advanced(by bytes: UInt64) -> IPA? {
-        let (v, o) = rawValue.addingReportingOverflow(bytes)
-        return o ? nil : IPA(v)
-    }
 }
 
 /// An address in the emulated GPU's physical address space.
@@ -51,8 +46,6 @@ public struct IPARange: Hashable, Sendable, CustomStringConvertible {
     }
     /// Last byte, inclusive (never overflows).
     public var last: UInt64 { start.rawValue + (size - 1) }
-    /// One past the end; only valid when the range does not reach 2^64.
-    public var endExclusive: UInt64 { start.rawValue &+ size }
     public func contains(_ other: IPARange) -> Bool {
         other.start.rawValue >= start.rawValue && other.last <= last
     }

@@ -1,8 +1,9 @@
 import Testing
-@testable import PVZServer
+import PVZContract
 
 /// Hand-written byte fixtures: the contract is the bytes, not the Swift structs.
 @Suite struct WireFixtureTests {
+    func u64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
     func decode<T>(_ bytes: [UInt8], _ f: (UnsafeRawBufferPointer) -> T?) -> T? { bytes.withUnsafeBytes(f) }
     func encode(_ n: Int, _ f: (UnsafeMutableRawBufferPointer) -> Bool) -> [UInt8] {
         var b = [UInt8](repeating: 0xEE, count: n)
@@ -32,7 +33,7 @@ import Testing
     @Test func mapInput() {
         let bytes: [UInt8] = [0, 0, 0, 2, 0, 0, 0, 0,   0, 0x10, 0, 0x40, 0x01, 0, 0, 0]
         let v = decode(bytes, MapDevPhysHeapInput.decode)
-        #expect(v == MapDevPhysHeapInput(size: 0x0200_0000, paddr: 0x1_4000_1000))
+        #expect(v == MapDevPhysHeapInput(size: 0x0200_0000, ipa: IPA(0x1_4000_1000)))
         #expect(encode(16) { v!.encode(into: $0) } == bytes)
         #expect(decode(Array(bytes[0..<15]), MapDevPhysHeapInput.decode) == nil)
     }
@@ -51,7 +52,7 @@ import Testing
 
     @Test func createDevConfigOutput() {
         let bytes: [UInt8] = [0x2A, 0, 0, 0,  0, 0, 1, 0,  0, 0, 0, 0x20, 0, 0, 0, 0]
-        let v = CreateDevConfigOutput(irq: 42, regsSize: 0x10000, regsPBase: 0x2000_0000)
+        let v = CreateDevConfigOutput(irq: 42, regsSize: 0x10000, regsIPA: IPA(0x2000_0000))
         #expect(encode(16) { v.encode(into: $0) } == bytes)
         #expect(decode(bytes, CreateDevConfigOutput.decode) == v)
     }
@@ -64,8 +65,8 @@ import Testing
             0, 0, 0, 0x01, 0, 0, 0, 0,                     // gpu_size 16 MiB
             0, 0, 0x01, 0x22, 0, 0, 0, 0,                  // gpu_paddr 0x2201_0000
         ]
-        let v = CreateDevPhysHeapsOutput(type: 2, fwSize: 32 << 20, fwPAddr: 0x2001_0000,
-                                         gpuSize: 16 << 20, gpuPAddr: 0x2201_0000)
+        let v = CreateDevPhysHeapsOutput(type: 2, fwSize: 32 << 20, fwIPA: IPA(0x2001_0000),
+                                         gpuSize: 16 << 20, gpuIPA: IPA(0x2201_0000))
         #expect(encode(40) { v.encode(into: $0) } == bytes)
         #expect(decode(bytes, CreateDevPhysHeapsOutput.decode) == v)
         #expect(decode(Array(bytes[0..<39]), CreateDevPhysHeapsOutput.decode) == nil)
@@ -75,8 +76,8 @@ import Testing
         #expect(encode(4) { HeapOriginOutput(origin: 1).encode(into: $0) } == [1, 0, 0, 0])
         #expect(decode([0, 0, 0, 0], HeapOriginOutput.decode) == HeapOriginOutput(origin: 0))
         let b: [UInt8] = [0, 0, 0, 0x02, 0, 0, 0, 0,  0, 0x30, 0, 0, 0x01, 0, 0, 0]
-        #expect(encode(16) { HeapAddrSizeOutput(size: 32 << 20, addr: 0x1_0000_3000).encode(into: $0) } == b)
-        #expect(decode(b, HeapAddrSizeOutput.decode) == HeapAddrSizeOutput(size: 32 << 20, addr: 0x1_0000_3000))
+        #expect(encode(16) { HeapAddrSizeOutput(size: 32 << 20, ipa: IPA(0x1_0000_3000)).encode(into: $0) } == b)
+        #expect(decode(b, HeapAddrSizeOutput.decode) == HeapAddrSizeOutput(size: 32 << 20, ipa: IPA(0x1_0000_3000)))
         #expect(encode(4) { ReadRegOutput(value: 0xA1B2_C3D4).encode(into: $0) } == [0xD4, 0xC3, 0xB2, 0xA1])
         #expect(decode([0xD4, 0xC3, 0xB2, 0xA1], ReadRegOutput.decode) == ReadRegOutput(value: 0xA1B2_C3D4))
     }
@@ -85,7 +86,7 @@ import Testing
         // The glue's buffer may start at any byte: decode must not assume alignment.
         let bytes: [UInt8] = [0xFF] + u64(0x1234_5678_9ABC_DEF0) + u64(7)
         let v = bytes.withUnsafeBytes { MapDevPhysHeapInput.decode(from: UnsafeRawBufferPointer(rebasing: $0[1...])) }
-        #expect(v == MapDevPhysHeapInput(size: 0x1234_5678_9ABC_DEF0, paddr: 7))
+        #expect(v == MapDevPhysHeapInput(size: 0x1234_5678_9ABC_DEF0, ipa: IPA(7)))
     }
 
     @Test func enumValuesAndNames() {
@@ -97,8 +98,5 @@ import Testing
         #expect(PhysHeap.external.rawValue == 4 && PhysHeap.fwLocal.rawValue == 2)
         #expect(HeapOrigin.guest.rawValue == 1)
         #expect(PhysHeapType.dma.rawValue == 3)
-        #expect(VMMConfParam.hcsDeadline.rawValue == 9 && VMMConfParam.prioOSID7.rawValue == 7)
-        #expect(VMMConfParam.prioOSID3.priorityOSID == OSID(3))
-        #expect(VMMConfParam.isolationThreshold.priorityOSID == nil)
     }
 }

@@ -1,5 +1,5 @@
-// Wire enumerations. Values are the DDK's (PVZ_BRIDGE_*, PVRSRV_DEVICE_PHYS_HEAP,
-// PHYS_HEAP_TYPE, VMM_CONF_PARAM) so a DDK-based guest needs no translation.
+// Hypercall enumerations (spec 5). Values are the DDK's (PVZ_BRIDGE_*,
+// PVRSRV_DEVICE_PHYS_HEAP, PHYS_HEAP_TYPE) so a DDK-based guest needs no translation.
 
 /// The hypercall function number in the request header (spec section 5).
 public enum PVZFunction: UInt32, Sendable, CaseIterable, CustomStringConvertible {
@@ -147,24 +147,6 @@ public enum PhysHeapType: UInt32, Sendable, CaseIterable, CustomStringConvertibl
         case .uma: return "UMA"
         case .lma: return "LMA"
         case .dma: return "DMA"
-        }
-    }
-}
-
-/// VMM_CONF_PARAM (DDK 1.10).
-public enum VMMConfParam: UInt32, Sendable, CaseIterable, CustomStringConvertible {
-    case prioOSID0 = 0, prioOSID1, prioOSID2, prioOSID3, prioOSID4, prioOSID5, prioOSID6, prioOSID7
-    case isolationThreshold = 8
-    case hcsDeadline = 9
-
-    /// The OSID whose priority this parameter sets, nil for the others.
-    public var priorityOSID: OSID? { rawValue <= 7 ? OSID(rawValue) : nil }
-
-    public var description: String {
-        switch self {
-        case .isolationThreshold: return "VMM_CONF_ISOL_THRES"
-        case .hcsDeadline: return "VMM_CONF_HCS_DEADLINE"
-        default: return "VMM_CONF_PRIO_OSID\(rawValue)"
         }
     }
 }
