@@ -13,7 +13,11 @@ import Glibc
 /// pipes, /dev/null, a tiny memfd, a socket), into the real `PVZDevice`; with
 /// guest RAM writes (rings, chains, hypercall requests), kicks, wakes and the
 /// front-end truncating its RAM in between. One fresh connection per input,
-/// driven the way `VhostUserServer.run` drives it.
+/// driven the way `VhostUserServer.run` drives it, to one guest that lives
+/// across inputs as a daemon's does. Each input starts from the same guest:
+/// the front-end gone for good must leave the ledger exactly as it was (an
+/// oracle: a leaked heap, device config or recorded call fails it), and the
+/// register bank's counters are put back.
 let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messages, RAM writes, kicks, truncation into Backend + PVZDevice") {
     let ramSize = 0x4_0000
     let userBase: UInt64 = 0x7f00_0000_0000
@@ -32,6 +36,12 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
     let gpu = GuestGPU(osid: spec.osid, carveout: spec.carveout, processor: scheduler)
     let device = PVZDevice(osid: spec.osid, server: server, settings: GuestSettings(onlineOnConnect: true, priority: 1),
                            gpu: gpu, logger: logger)
+    // Online as its first front-end would find it (onlineOnConnect), so every input finds it so.
+    try! server.onVmOnline(osid: spec.osid, priority: 1)
+    gpu.vmOnline(priority: 1)
+    let cleanLedger = server.persistedState()
+    let cleanPool = server.hostPoolUsed
+    let cleanBank = gpu.bank.snapshot()
 
     return { data in
         var input = FuzzInput(data)
@@ -49,6 +59,12 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
             device.frontEndDisconnected(backend, reason: .frontEndClosed)
             backend.teardown()
             close(sv[0]); close(sv[1]); close(ramFD)
+            let ledger = server.persistedState()
+            precondition(ledger == cleanLedger && server.hostPoolUsed == cleanPool,
+                         "the front-end gone did not leave the ledger as it was: \(ledger), host pool \(server.hostPoolUsed) (was \(cleanPool))")
+            var bank = cleanBank
+            bank.clockNs = gpu.bank.clockNs
+            try! gpu.bank.restore(bank)
         }
 
         /// What VhostUserServer.run does while the socket is readable, then the fault check.
@@ -58,7 +74,8 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
                 if !backend.handleReadable() { open = false }
             }
             // Replies the front-end reads (so the back-end never waits on a full socket).
-            while recv(sv[1], scratch.baseAddress, scratch.count, Int32(MSG_DONTWAIT)) > 0 {}
+            // One recv takes every queued byte of a stream socket up to the buffer's size.
+            while recv(sv[1], scratch.baseAddress, scratch.count, Int32(MSG_DONTWAIT)) == scratch.count {}
             if open && backend.memoryFaulted() { open = false }
         }
 
