@@ -102,17 +102,20 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
             }
         }
 
+        /// Sends one message; `pumping`: the back-end handles it before this returns.
         func send(_ request: UInt32, flags: UInt32 = MessageHeader.version, sizeField: UInt32? = nil,
-                  _ payload: UnsafeRawBufferPointer, fds: [Int32] = []) {
+                  _ payload: UnsafeRawBufferPointer, fds: [Int32] = [], pumping: Bool = true) {
             let n = min(payload.count, message.count - MessageHeader.size)
             MessageHeader(request: request, flags: flags, size: sizeField ?? UInt32(n)).encode(into: message)
             if n > 0 { (message.baseAddress! + MessageHeader.size).copyMemory(from: payload.baseAddress!, byteCount: n) }
             _ = fds.withUnsafeBufferPointer { pvz_send_with_fds(sv[1], message.baseAddress, MessageHeader.size + n, $0.baseAddress, Int32(fds.count)) }
             if let s = sizeField, Int(s) != n { shutdown(sv[1], Int32(SHUT_WR)) }  // a lie about the size: the stream ends here
-            pump()
+            if pumping { pump() }
         }
         func send(_ r: FrontEndRequest, _ bytes: [UInt8] = [], fds: [Int32] = []) {
-            bytes.withUnsafeBytes { send(r.rawValue, flags: MessageHeader.version | MessageHeader.needReplyFlag, $0, fds: fds) }
+            bytes.withUnsafeBytes {
+                send(r.rawValue, flags: MessageHeader.version | MessageHeader.needReplyFlag, $0, fds: fds, pumping: false)
+            }
         }
         func u64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
         func state(_ i: UInt32, _ n: UInt32) -> [UInt8] { withUnsafeBytes(of: (UInt64(n) << 32 | UInt64(i)).littleEndian) { Array($0) } }
@@ -128,8 +131,11 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
             return UInt16(littleEndian: v)
         }
 
-        /// QEMU's start sequence with every offered feature.
+        /// QEMU's start sequence with every offered feature: the messages are
+        /// queued, then the back-end handles them in order (as it would one at
+        /// a time; the replies, which nothing checks, are read at the end).
         func startSequence() {
+            defer { pump() }
             send(.getFeatures)
             send(.setProtocolFeatures, u64(backend.offeredProtocolFeatures.rawValue))
             send(.setOwner)
@@ -138,9 +144,7 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
             table.withUnsafeMutableBytes {
                 MemoryTablePayload(regions: [MemoryRegionWire(guestPhysAddr: 0, memorySize: UInt64(ramSize), userAddr: userBase, mmapOffset: 0)]).encode(into: $0)
             }
-            let mfd = dup(ramFD)
-            send(.setMemTable, table, fds: [mfd])
-            close(mfd)
+            send(.setMemTable, table, fds: [ramFD])
             for q in 0 ..< 3 {
                 let g = ringGPA(q)
                 send(.setVringNum, state(UInt32(q), UInt32(queueSize)))
