@@ -88,27 +88,38 @@ struct ControlTargetState: Equatable {
 
     /// Puts `d` back into this state (after an input), then checks it got there.
     func restore(_ d: Daemon) {
-        guard ControlTargetState(d) != self else { return }
+        let now = ControlTargetState(d)
+        guard now != self else { return }
         let peer = PeerCredentials(pid: getpid(), uid: getuid(), gid: getgid())
-        for (rt, was) in zip(d.guests, status.guests) {
+        // The firmware thread's priorities follow online (its priority) and configure.
+        var priorities = false
+        for (i, rt) in d.guests.enumerated() {
             let osid = rt.config.spec.osid
-            if d.server.snapshot(osid: osid)?.online == true, !was.online { _ = try? d.vmOffline(osid) }
-            if let domain = was.domain { _ = d.handle(.prepare(osid: osid, domain: domain), peer: peer) }
-        }
-        if d.server.vmmParameters != parameters {
-            // Twice: a time slice may only go back once another made room (their sum is at most 100).
-            for _ in 0 ..< 2 {
-                for k in d.server.ddkABI.knobs { try? d.server.vmmConfigure(knob: k, value: parameters.value(of: k)) }
+            if now.status.guests[i].online, !status.guests[i].online {
+                _ = try? d.vmOffline(osid)
+                priorities = true
+            }
+            if let domain = status.guests[i].domain, now.status.guests[i].domain != domain {
+                _ = d.handle(.prepare(osid: osid, domain: domain), peer: peer)
             }
         }
-        // The firmware thread's priorities and deadline, as a configure leaves them.
-        for rt in d.guests { rt.device.gpu.parametersChanged(d.server.vmmParameters) }
+        if now.parameters != parameters {
+            // Twice: a time slice may only go back once another made room (their sum is at most 100).
+            for _ in 0 ..< 2 {
+                for k in d.server.ddkABI.knobs where d.server.vmmParameters.value(of: k) != parameters.value(of: k) {
+                    try? d.server.vmmConfigure(knob: k, value: parameters.value(of: k))
+                }
+            }
+            priorities = true
+        }
+        // What a configure leaves on the firmware thread: every OSID's priority, the deadline.
+        if priorities { d.guests.first?.device.gpu.parametersChanged(d.server.vmmParameters) }
         for (rt, bank) in zip(d.guests, banks) {
             var b = bank
             b.clockNs = rt.device.gpu.bank.clockNs
             try! rt.device.gpu.bank.restore(b)
         }
-        let now = ControlTargetState(d)
-        precondition(now == self, "control target: the daemon did not return to its clean state:\nclean \(self)\nnow   \(now)")
+        let after = ControlTargetState(d)
+        precondition(after == self, "control target: the daemon did not return to its clean state:\nclean \(self)\nnow   \(after)")
     }
 }
