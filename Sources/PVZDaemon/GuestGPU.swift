@@ -185,6 +185,11 @@ public final class GuestGPU: @unchecked Sendable {
     public func resetDevice(online: Bool, dropMemory: Bool) {
         cancelEpoch.add(1, ordering: .releasing)
         takeBackKickq(.broken)
+        // A break the firmware thread reported and the guest thread has not
+        // taken was about the ring just taken back; the next ring (a reset
+        // device, the next front-end) must not be marked broken for it. The
+        // firmware thread no longer touches that ring, so none arrives later.
+        brokenKickq.withLock { $0 = nil }
         firmware.detach()
         let old = mapping.withLock { m -> GuestMemory? in
             m.fwHeap = nil

@@ -14,7 +14,11 @@ import Glibc
 /// pipes, /dev/null, a tiny memfd, a socket), into the real `PVZDevice`; with
 /// guest RAM writes (rings, chains, hypercall requests), kicks, wakes and the
 /// front-end truncating its RAM in between. One fresh connection per input,
-/// driven the way `VhostUserServer.run` drives it.
+/// driven the way `VhostUserServer.run` drives it, to one guest that lives
+/// across inputs as a daemon's does. Each input starts from the same guest:
+/// the front-end gone for good must leave the ledger exactly as it was (an
+/// oracle: a leaked heap, device config or recorded call fails it), and the
+/// register bank's counters are put back.
 let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messages, RAM writes, kicks, truncation into Backend + PVZDevice") {
     let ramSize = 0x4_0000
     let userBase: UInt64 = 0x7f00_0000_0000
@@ -33,6 +37,12 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
     let gpu = GuestGPU(osid: spec.osid, carveout: spec.carveout, processor: scheduler)
     let device = PVZDevice(osid: spec.osid, hostServer: server, settings: GuestSettings(onlineOnConnect: true, priority: 1),
                            gpu: gpu, logger: logger)
+    // Online as its first front-end would find it (onlineOnConnect), so every input finds it so.
+    try! server.onVmOnline(osid: spec.osid, priority: 1)
+    gpu.vmOnline(priority: 1)
+    let cleanLedger = server.persistedState()
+    let cleanPool = server.hostPoolUsed
+    let cleanBank = gpu.bank.snapshot()
 
     return { data in
         var input = FuzzInput(data)
@@ -50,6 +60,12 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
             device.frontEndDisconnected(backend, reason: .frontEndClosed)
             backend.teardown()
             close(sv[0]); close(sv[1]); close(ramFD)
+            let ledger = server.persistedState()
+            precondition(ledger == cleanLedger && server.hostPoolUsed == cleanPool,
+                         "the front-end gone did not leave the ledger as it was: \(ledger), host pool \(server.hostPoolUsed) (was \(cleanPool))")
+            var bank = cleanBank
+            bank.clockNs = gpu.bank.clockNs
+            try! gpu.bank.restore(bank)
         }
 
         /// What VhostUserServer.run does while the socket is readable, then the fault check.
@@ -59,7 +75,8 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
                 if !backend.handleReadable() { open = false }
             }
             // Replies the front-end reads (so the back-end never waits on a full socket).
-            while recv(sv[1], scratch.baseAddress, scratch.count, Int32(MSG_DONTWAIT)) > 0 {}
+            // One recv takes every queued byte of a stream socket up to the buffer's size.
+            while recv(sv[1], scratch.baseAddress, scratch.count, Int32(MSG_DONTWAIT)) == scratch.count {}
             if open && backend.memoryFaulted() { open = false }
         }
 
@@ -86,17 +103,20 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
             }
         }
 
+        /// Sends one message; `pumping`: the back-end handles it before this returns.
         func send(_ request: UInt32, flags: UInt32 = MessageHeader.version, sizeField: UInt32? = nil,
-                  _ payload: UnsafeRawBufferPointer, fds: [Int32] = []) {
+                  _ payload: UnsafeRawBufferPointer, fds: [Int32] = [], pumping: Bool = true) {
             let n = min(payload.count, message.count - MessageHeader.size)
             MessageHeader(request: request, flags: flags, size: sizeField ?? UInt32(n)).encode(into: message)
             if n > 0 { (message.baseAddress! + MessageHeader.size).copyMemory(from: payload.baseAddress!, byteCount: n) }
             _ = fds.withUnsafeBufferPointer { pvz_send_with_fds(sv[1], message.baseAddress, MessageHeader.size + n, $0.baseAddress, Int32(fds.count)) }
             if let s = sizeField, Int(s) != n { shutdown(sv[1], Int32(SHUT_WR)) }  // a lie about the size: the stream ends here
-            pump()
+            if pumping { pump() }
         }
         func send(_ r: FrontEndRequest, _ bytes: [UInt8] = [], fds: [Int32] = []) {
-            bytes.withUnsafeBytes { send(r.rawValue, flags: MessageHeader.version | MessageHeader.needReplyFlag, $0, fds: fds) }
+            bytes.withUnsafeBytes {
+                send(r.rawValue, flags: MessageHeader.version | MessageHeader.needReplyFlag, $0, fds: fds, pumping: false)
+            }
         }
         func u64(_ v: UInt64) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
         func state(_ i: UInt32, _ n: UInt32) -> [UInt8] { withUnsafeBytes(of: (UInt64(n) << 32 | UInt64(i)).littleEndian) { Array($0) } }
@@ -112,8 +132,11 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
             return UInt16(littleEndian: v)
         }
 
-        /// QEMU's start sequence with every offered feature.
+        /// QEMU's start sequence with every offered feature: the messages are
+        /// queued, then the back-end handles them in order (as it would one at
+        /// a time; the replies, which nothing checks, are read at the end).
         func startSequence() {
+            defer { pump() }
             send(.getFeatures)
             send(.setProtocolFeatures, u64(backend.offeredProtocolFeatures.rawValue))
             send(.setOwner)
@@ -122,9 +145,7 @@ let vhostUserTarget = FuzzTarget(name: "vhost-user", summary: "vhost-user messag
             table.withUnsafeMutableBytes {
                 MemoryTablePayload(regions: [MemoryRegionWire(guestPhysAddr: 0, memorySize: UInt64(ramSize), userAddr: userBase, mmapOffset: 0)]).encode(into: $0)
             }
-            let mfd = dup(ramFD)
-            send(.setMemTable, table, fds: [mfd])
-            close(mfd)
+            send(.setMemTable, table, fds: [ramFD])
             for q in 0 ..< 3 {
                 let g = ringGPA(q)
                 send(.setVringNum, state(UInt32(q), UInt32(queueSize)))
