@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 @testable import PVZDaemon
+import PVZContract
 import PVZServer
 import Testing
 import VhostUser
@@ -36,14 +37,14 @@ import Glibc
     /// device that did nothing wrong). Failed before the fix: the next
     /// connection's first wake reported the old break.
     @Test func breakDoesNotOutliveItsConnection() throws {
-        let processor = FirmwareProcessor(maxOSIDs: 4)
+        let processor = try FirmwareProcessor(maxOSIDs: 4)
         defer { processor.shutdown() }
         let spec = GuestSpec(osid: OSID(1), carveout: IPARange(start: IPA(0x0800_0000), size: 0x0400_0000)!, policy: GuestPolicy())
         let server = try PVZHostServer(maxOSIDs: 4, guests: [spec])
         let gpu = GuestGPU(osid: spec.osid, carveout: spec.carveout, processor: processor)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let device = PVZDevice(osid: spec.osid, server: server, settings: GuestSettings(), gpu: gpu, logger: logger)
+        let device = PVZDevice(osid: spec.osid, hostServer: server, settings: GuestSettings(), gpu: gpu, logger: logger)
 
         let first = try Connection(device)
         // What FirmwareProcessor.pullKicks does on a bad kickq chain.
@@ -55,6 +56,6 @@ import Glibc
         device.wake(second.backend)
         #expect(second.backend.status & DeviceStatus.needsReset == 0,
                 "the new connection's kickq was marked broken for the old connection's ring")
-        #expect(second.backend.vrings[PVZIdentity.kickq].brokenReason == nil)
+        #expect(second.backend.vrings[PVZQueue.kickq.rawValue].brokenReason == nil)
     }
 }
