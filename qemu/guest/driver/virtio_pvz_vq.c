@@ -133,6 +133,13 @@ int pvz_transact(struct pvz_dev *p, const void *req, u32 req_len, void *resp, u3
 						   msecs_to_jiffies(ms));
 	else
 		left = wait_event_timeout(p->call_wq, pvz_call_over(p, call, flags), msecs_to_jiffies(ms));
+	if (left == 0 && !READ_ONCE(call->done)) {
+		/* Before giving up, look at the used ring itself: the device may
+		 * have answered and only its interrupt be missing. */
+		pvz_hvq_done(vq);
+		if (READ_ONCE(call->done))
+			pvz_warn_rl(p, "hypercall answered but no interrupt came within %u ms\n", ms);
+	}
 	spin_lock_irqsave(&p->hvq_lock, irqf);
 	if (!call->done) {
 		/* The device still owns the chain. */
