@@ -250,14 +250,21 @@ public final class GuestGPU: @unchecked Sendable {
     /// (it arms the driver's next kick when there was none).
     private let eventBuffers = Atomic<Bool>(false)
 
-    func eventBuffersPosted(_ waiting: Bool) { eventBuffers.store(waiting, ordering: .releasing) }
+    /// The store and the firmware thread's load pair with the other side's
+    /// look at the event backlog (a store-then-load on each side): sequentially
+    /// consistent, or both could miss the other.
+    func eventBuffersPosted(_ waiting: Bool) {
+        eventBuffers.store(waiting, ordering: .sequentiallyConsistent)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+    }
 
     /// Firmware thread, after a kick or a refusal: an event goes to eventq on
     /// the guest thread, woken only if a buffer waits for it (otherwise the
     /// driver's next buffer kicks that thread); a fault on guest memory wakes
     /// it too, to end that connection.
     func firmwareRaisedEvents() {
-        if (bank.pendingEvents > 0 && eventBuffers.load(ordering: .acquiring))
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if (bank.pendingEvents > 0 && eventBuffers.load(ordering: .sequentiallyConsistent))
             || mapping.withLock({ $0.memory?.faulted ?? false }) { wake() }
     }
 

@@ -256,8 +256,11 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
                     if outcome.effect.changesLedger {
                         ledgerChanged()
                         crashPoint?.reached(.afterLedgerWrite)
+                        // Config space shows the ledger (device config, firmware
+                        // heap); a register write leaves it as it was, so it
+                        // costs the guest no config interrupt.
+                        changed = true
                     }
-                    changed = true
                 }
                 let written = chain.scatter(UnsafeRawBufferPointer(rebasing: response[0..<outcome.bytesWritten]))
                 v.complete(head: chain.head, written: UInt32(written))
@@ -277,12 +280,18 @@ public final class PVZDevice: VhostUserDevice, @unchecked Sendable {
             var used = false
             // Out of buffers: ask the driver to kick on its next one (EVENT_IDX
             // avail_event), and look again in case it posted one meanwhile.
-            repeat {
-                if try gpu.deliverEvents(v, ctx.memory) { used = true }
-            } while !v.pending && v.armAndRecheck()
-            // The firmware thread wakes this thread for an event only while a
-            // buffer waits; without one the driver's next buffer kicks us.
-            gpu.eventBuffersPosted(v.pending)
+            while true {
+                repeat {
+                    if try gpu.deliverEvents(v, ctx.memory) { used = true }
+                } while !v.pending && v.armAndRecheck()
+                // The firmware thread wakes this thread for an event only while a
+                // buffer waits; without one the driver's next buffer kicks us.
+                // An event raised after the last look but before this store saw
+                // the old "no buffer" and woke nobody: look once more.
+                let waiting = v.pending
+                gpu.eventBuffersPosted(waiting)
+                guard waiting, gpu.bank.pendingEvents > 0 else { break }
+            }
             if used { v.notifyIfNeeded() }
         } catch {
             ctx.needsReset(queue: PVZQueue.eventq.rawValue, reason: error.description)
