@@ -171,7 +171,14 @@ extension Backend {
         fd?.setNonBlocking()
         switch kind {
         case .call:
+            let raw = fd?.rawValue
             v.call = fd
+            // A signal the device sent to the previous call fd may be lost
+            // (QEMU starts a ring on its "masked" notifier, then gives the
+            // guest's), and under EVENT_IDX a driver that missed it is never
+            // told again: tell the new fd once. A spurious interrupt costs
+            // the driver one look at the used ring (libvhost-user does the same).
+            if let raw { EventFD.signal(raw) }
         case .err:
             v.err = fd
         case .kick:

@@ -44,6 +44,7 @@
 #define PVZ_MIN_FW_HEAP     (64ull << 10) /* ring header + a command area */
 #define PVZ_MAX_OSIDS_LIMIT 64           /* sanity bound for max_osids from the device */
 #define PVZ_CLEANUP_TIMEOUT_MS 2000u     /* per call, when the driver tidies the device */
+#define PVZ_IRQ_POLL_MS 200u            /* a call looks at the used ring itself this often */
 
 enum { PVZ_VQ_HYPERCALL, PVZ_VQ_EVENT, PVZ_VQ_KICK, PVZ_NVQS };
 
@@ -105,7 +106,7 @@ struct pvz_dev {
 
 	atomic64_t events_received, events_dropped, events_malformed, events_deferred;
 	atomic64_t kicks_posted, kicks_completed;
-	atomic64_t calls, call_timeouts, call_protocol_errors;
+	atomic64_t calls, call_timeouts, call_irqs_missed, call_protocol_errors;
 	atomic_t config_changes, config_errors, device_resets, cleanup_failures;
 };
 

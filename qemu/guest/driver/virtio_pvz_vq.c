@@ -7,6 +7,7 @@
 #include <linux/module.h>
 #include <linux/virtio.h>
 #include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
 #include <linux/sched.h>
@@ -74,6 +75,43 @@ static bool pvz_call_over(struct pvz_dev *p, struct pvz_call *call, unsigned int
 }
 
 /*
+ * Wait for a call: > 0 when it is over (answered, or aborting), 0 after `ms`,
+ * < 0 when killed. The device's interrupt normally ends the wait; every
+ * PVZ_IRQ_POLL_MS without one the used ring is read here too. A lost
+ * used-buffer notification is otherwise for good under EVENT_IDX: the device
+ * is not asked again until the driver reaps, and the driver reaps on an
+ * interrupt (seen with vhost-user on virtio-mmio under TCG: the back-end
+ * signalled, the guest never ran its callback).
+ */
+static long pvz_wait_call(struct pvz_dev *p, struct virtqueue *vq, struct pvz_call *call,
+			  unsigned int flags, unsigned int ms)
+{
+	unsigned long deadline = jiffies + msecs_to_jiffies(ms);
+	long left, slice;
+
+	for (;;) {
+		slice = min_t(long, (long)(deadline - jiffies), msecs_to_jiffies(PVZ_IRQ_POLL_MS));
+		if (slice <= 0)
+			slice = 1;
+		if (flags & PVZ_CALL_USER)
+			left = wait_event_killable_timeout(p->call_wq, pvz_call_over(p, call, flags), slice);
+		else
+			left = wait_event_timeout(p->call_wq, pvz_call_over(p, call, flags), slice);
+		if (left != 0)
+			return left;
+		pvz_hvq_done(vq);
+		if (READ_ONCE(call->done)) {
+			u64 n = atomic64_inc_return(&p->call_irqs_missed);
+
+			pvz_warn_rl(p, "hypercall answered without an interrupt (%llu so far): read from the used ring\n", n);
+			return 1;
+		}
+		if (time_after_eq(jiffies, deadline))
+			return 0;
+	}
+}
+
+/*
  * Put one request/response chain on hypercallq and wait for it. Caller holds
  * dev_sem and call_lock. A request of 16 bytes or more carries the driver's
  * request id at bytes 12..15, returned in *request_id whenever the chain was
@@ -128,17 +166,16 @@ int pvz_transact(struct pvz_dev *p, const void *req, u32 req_len, void *resp, u3
 		virtqueue_notify(vq);
 	atomic64_inc(&p->calls);
 
-	if (flags & PVZ_CALL_USER)
-		left = wait_event_killable_timeout(p->call_wq, pvz_call_over(p, call, flags),
-						   msecs_to_jiffies(ms));
-	else
-		left = wait_event_timeout(p->call_wq, pvz_call_over(p, call, flags), msecs_to_jiffies(ms));
-	if (left == 0 && !READ_ONCE(call->done)) {
-		/* Before giving up, look at the used ring itself: the device may
-		 * have answered and only its interrupt be missing. */
-		pvz_hvq_done(vq);
-		if (READ_ONCE(call->done))
-			pvz_warn_rl(p, "hypercall answered but no interrupt came within %u ms\n", ms);
+	left = pvz_wait_call(p, vq, call, flags, ms);
+	if (left == 0) {
+		const struct vring *vr = virtqueue_get_vring(vq);
+
+		/* Which side holds it: the device's place (avail_event) against ours. */
+		pvz_warn_rl(p, "hypercall unanswered: avail idx %u, used idx %u, device avail_event %u, used_event %u\n",
+			    virtio16_to_cpu(p->vdev, READ_ONCE(vr->avail->idx)),
+			    virtio16_to_cpu(p->vdev, READ_ONCE(vr->used->idx)),
+			    virtio16_to_cpu(p->vdev, READ_ONCE(vring_avail_event(vr))),
+			    virtio16_to_cpu(p->vdev, READ_ONCE(vring_used_event(vr))));
 	}
 	spin_lock_irqsave(&p->hvq_lock, irqf);
 	if (!call->done) {
