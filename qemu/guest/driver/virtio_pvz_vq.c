@@ -80,8 +80,11 @@ static bool pvz_call_over(struct pvz_dev *p, struct pvz_call *call, unsigned int
  * PVZ_IRQ_POLL_MS without one the used ring is read here too. A lost
  * used-buffer notification is otherwise for good under EVENT_IDX: the device
  * is not asked again until the driver reaps, and the driver reaps on an
- * interrupt (seen with vhost-user on virtio-mmio under TCG: the back-end
- * signalled, the guest never ran its callback).
+ * interrupt. Seen on QEMU's arm virt board: it declares virtio-mmio
+ * interrupts edge-triggered while virtio-mmio holds its line high as long as
+ * any INTERRUPT_STATUS bit is set, so a notification landing between the
+ * transport's status read and its ACK leaves the line high with no new edge,
+ * and no interrupt of the device arrives again until a reset.
  */
 static long pvz_wait_call(struct pvz_dev *p, struct virtqueue *vq, struct pvz_call *call,
 			  unsigned int flags, unsigned int ms)
