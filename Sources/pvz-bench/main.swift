@@ -14,7 +14,10 @@ let args = Array(CommandLine.arguments.dropFirst())
 let mode = args.first.flatMap { Int($0) == nil ? $0 : nil } ?? "all"
 let iterations = args.compactMap { Int($0) }.first ?? 20000
 let warmup = 1000
-let seconds = 3.0
+let environment = ProcessInfo.processInfo.environment
+/// PVZ_BENCH_SECONDS and PVZ_BENCH_GUESTS ("1 7 15"; 1 to 15, the guest OSIDs) change the multi mode's window and guest counts.
+let seconds = environment["PVZ_BENCH_SECONDS"].flatMap(Double.init).map { min(max($0, 0.5), 60) } ?? 3.0
+let guestCounts = environment["PVZ_BENCH_GUESTS"].map { $0.split(separator: " ").compactMap { Int($0) }.filter { (1...15).contains($0) } }.flatMap { $0.isEmpty ? nil : $0 } ?? [1, 7, 15]
 let binDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
 
 func hot() throws -> (Stats, Stats) {
@@ -29,9 +32,9 @@ func hot() throws -> (Stats, Stats) {
 }
 
 func multi() throws {
-    print("== many guests on one daemon (\(Int(seconds)) s per figure; floor: N eventfd pairs, 2N threads)")
+    print("== many guests on one daemon (\(seconds) s per figure; floor: N eventfd pairs, 2N threads)")
     print("guests  aggregate calls/s   floor calls/s   ratio   fairness (slowest/fastest): daemon, floor")
-    for n in [1, 7, 15] {
+    for n in guestCounts {
         let floor = eventfdPairs(n, seconds: seconds)
         let t = try multiGuest(n, seconds: seconds)
         print(String(format: "%6d  %17.0f   %13.0f   %5.2fx   %.2f, %.2f", n, t.total, floor.total, t.total / floor.total, t.fairness, floor.fairness))
