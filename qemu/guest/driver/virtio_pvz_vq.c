@@ -84,7 +84,8 @@ static bool pvz_call_over(struct pvz_dev *p, struct pvz_call *call, unsigned int
  * interrupts edge-triggered while virtio-mmio holds its line high as long as
  * any INTERRUPT_STATUS bit is set, so a notification landing between the
  * transport's status read and its ACK leaves the line high with no new edge,
- * and no interrupt of the device arrives again until a reset.
+ * and no interrupt of the device arrives again until a reset. The project's
+ * QEMU describes them level-high (patch 0015); other boards may not.
  */
 static long pvz_wait_call(struct pvz_dev *p, struct virtqueue *vq, struct pvz_call *call,
 			  unsigned int flags, unsigned int ms)
