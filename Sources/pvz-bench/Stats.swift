@@ -1,3 +1,4 @@
+import CMallocCounter
 import Foundation
 import Platform
 #if canImport(Glibc)
@@ -36,4 +37,17 @@ func blockingRead(_ fd: Int32) {
 func benchThread(_ body: @escaping () -> Void) -> OSThread {
     nonisolated(unsafe) let body = body
     do { return try OSThread(name: "pvz-bench") { body() } } catch { fatalError("bench: \(error)") }
+}
+
+/// Runs `body` with the calling thread, and so every thread it starts (the
+/// daemon's included: each measurement starts its own), on one CPU, then puts
+/// the thread's CPU mask back. Where the scheduler puts two ping-ponging
+/// threads decides the floor (≈ 5.5 µs on one core; 15–19 µs across cores on a
+/// busy machine, 60 µs and more when the other core sleeps): on one core both
+/// sides of a ratio have the same placement.
+func onOneCPU<T>(_ body: (Int32) throws -> T) rethrows -> T {
+    var saved = pvz_cpu_mask()
+    let cpu = pvz_bench_pin_first_cpu(&saved)
+    defer { if cpu >= 0 { _ = pvz_bench_unpin(&saved) } }
+    return try body(cpu)
 }

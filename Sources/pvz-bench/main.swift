@@ -28,6 +28,14 @@ func hot() throws -> (Stats, Stats) {
     print(call.line("kick -> call (GET_HEAP_ORIGIN)"))
     print(String(format: "allocations per kick->call round trip (whole process, both sides): %.3f", allocs))
     print(String(format: "ratio kick->call / floor: p50 %.2fx  p99 %.2fx", call.p50 / floor.p50, call.p99 / floor.p99))
+    try onOneCPU { cpu in
+        let floor1 = pingPong(iterations: iterations, warmup: warmup)
+        let (call1, _) = try kickToCall(iterations: iterations, warmup: warmup)
+        print("-- same core: every thread of both on CPU \(cpu)")
+        print(floor1.line("eventfd ping-pong (floor)"))
+        print(call1.line("kick -> call (GET_HEAP_ORIGIN)"))
+        print(String(format: "ratio kick->call / floor, same core: p50 %.2fx  p99 %.2fx", call1.p50 / floor1.p50, call1.p99 / floor1.p99))
+    }
     return (floor, call)
 }
 
@@ -52,6 +60,13 @@ func kick(hypercall: Stats?) throws {
     print(String(format: "allocations per kick (whole process): %.3f", allocs))
     if let h = hypercall {
         print(String(format: "ratio kick / hypercall round trip: p50 %.2fx", one.p50 / h.p50))
+    }
+    try onOneCPU { cpu in
+        let (kick1, _) = try firmwareKicks(iterations: n, warmup: warmup / 4, commandsPerKick: 1)
+        let (call1, _) = try kickToCall(iterations: n, warmup: warmup / 4)
+        print("-- same core: every thread of both on CPU \(cpu)")
+        print(kick1.line("kick (1 FENCE) -> chain returned"))
+        print(String(format: "ratio kick / hypercall round trip, same core: p50 %.2fx", kick1.p50 / call1.p50))
     }
 }
 
