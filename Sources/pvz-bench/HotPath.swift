@@ -30,6 +30,38 @@ func pingPong(iterations: Int, warmup: Int) -> Stats {
     return Stats(samples)
 }
 
+/// The ping-pong again, each side waiting the way its counterpart in the
+/// kick → call measurement does: the pong (the daemon's guest thread) in
+/// `epoll_wait` on its kick eventfd, then a read; the ping (the test
+/// front-end) in `poll` on its call eventfd, then a read. No ring, no call:
+/// what the wait primitives alone cost, so the rest of a round trip is the
+/// daemon's own work.
+func pingPongAsServed(iterations: Int, warmup: Int) throws -> Stats {
+    let a = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK)), b = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+    defer { close(a); close(b) }
+    let total = iterations + warmup
+    let epoll = try Epoll()
+    try epoll.add(a, tag: 0)
+    let pong = benchThread {
+        var served = 0
+        while served < total {
+            epoll.wait { _ in EventFD.drain(a); EventFD.signal(b); served += 1 }
+        }
+    }
+    var samples: [UInt64] = []
+    samples.reserveCapacity(iterations)
+    for i in 0..<total {
+        let t0 = nowNs()
+        EventFD.signal(a)
+        var pfd = pollfd(fd: b, events: Int16(POLLIN), revents: 0)
+        while poll(&pfd, 1, 1000) != 1 {}
+        EventFD.drain(b)
+        if i >= warmup { samples.append(nowNs() - t0) }
+    }
+    pong.join()
+    return Stats(samples)
+}
+
 /// An in-process daemon with `count` guests (OSIDs 1...count), online on connect.
 func benchDaemon(guests count: Int, dir: String) throws -> Daemon {
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

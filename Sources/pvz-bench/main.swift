@@ -30,11 +30,14 @@ func hot() throws -> (Stats, Stats) {
     print(String(format: "ratio kick->call / floor: p50 %.2fx  p99 %.2fx", call.p50 / floor.p50, call.p99 / floor.p99))
     try onOneCPU { cpu in
         let floor1 = pingPong(iterations: iterations, warmup: warmup)
+        let served1 = try pingPongAsServed(iterations: iterations, warmup: warmup)
         let (call1, _) = try kickToCall(iterations: iterations, warmup: warmup)
         print("-- same core: every thread of both on CPU \(cpu)")
         print(floor1.line("eventfd ping-pong (floor)"))
+        print(served1.line("ping-pong, epoll_wait/poll as served"))
         print(call1.line("kick -> call (GET_HEAP_ORIGIN)"))
         print(String(format: "ratio kick->call / floor, same core: p50 %.2fx  p99 %.2fx", call1.p50 / floor1.p50, call1.p99 / floor1.p99))
+        print(String(format: "the wait primitives: %.2f us of the p50; the daemon's own work: %.2f us", served1.p50 - floor1.p50, call1.p50 - served1.p50))
     }
     return (floor, call)
 }
