@@ -15,9 +15,22 @@ let mode = args.first.flatMap { Int($0) == nil ? $0 : nil } ?? "all"
 let iterations = args.compactMap { Int($0) }.first ?? 20000
 let warmup = 1000
 let environment = ProcessInfo.processInfo.environment
-/// PVZ_BENCH_SECONDS and PVZ_BENCH_GUESTS ("1 7 15"; 1 to 15, the guest OSIDs) change the multi mode's window and guest counts.
-let seconds = environment["PVZ_BENCH_SECONDS"].flatMap(Double.init).map { min(max($0, 0.5), 60) } ?? 3.0
-let guestCounts = environment["PVZ_BENCH_GUESTS"].map { $0.split(separator: " ").compactMap { Int($0) }.filter { (1...15).contains($0) } }.flatMap { $0.isEmpty ? nil : $0 } ?? [1, 7, 15]
+func usageError(_ message: String) -> Never {
+    FileHandle.standardError.write("pvz-bench: \(message)\n".data(using: .utf8)!)
+    exit(2)
+}
+/// PVZ_BENCH_SECONDS (0.5 to 60) and PVZ_BENCH_GUESTS ("1 7 15"; each 1 to 15,
+/// the guest OSIDs) change the multi mode's window and guest counts.
+let seconds: Double = environment["PVZ_BENCH_SECONDS"].map { raw in
+    guard let v = Double(raw), (0.5...60).contains(v) else { usageError("PVZ_BENCH_SECONDS '\(raw)': a number of seconds from 0.5 to 60") }
+    return v
+} ?? 3.0
+let guestCounts: [Int] = environment["PVZ_BENCH_GUESTS"].map { raw in
+    let words = raw.split(separator: " ")
+    let counts = words.compactMap { Int($0) }.filter { (1...15).contains($0) }
+    guard !words.isEmpty, counts.count == words.count else { usageError("PVZ_BENCH_GUESTS '\(raw)': guest counts from 1 to 15, separated by spaces") }
+    return counts
+} ?? [1, 7, 15]
 let binDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
 
 func hot() throws -> (Stats, Stats) {
