@@ -38,6 +38,11 @@ enum Targets {
             exit(2)
         }
         Targets.chosen = target
+        // As the daemon's main does: a write to a pipe whose reader is gone (a
+        // front-end's call fd, a device-state fd) is EPIPE there, not a death.
+        // Left at its default, SIGPIPE killed long runs without a word (no
+        // libFuzzer handler for it, exit 141).
+        signal(SIGPIPE, SIG_IGN)
 #if FUZZING
         var cargs: [UnsafeMutablePointer<CChar>?] = ([args[0]] + args.dropFirst(2)).map { strdup($0) } + [nil]
         var argc = Int32(cargs.count - 1)
