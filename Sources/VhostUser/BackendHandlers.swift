@@ -287,7 +287,14 @@ extension Backend {
             logger.error("SET_DEVICE_STATE_FD: queue \(running.index) still runs; the device must be stopped first")
             return reply(1)
         }
-        if let old = transfer { _ = old.finish() }
+        if let old = transfer {
+            // A new transfer abandons the one before (a front-end that never
+            // ended it must not hold this guest thread for its 30 s deadline).
+            old.cancel()
+            _ = old.finish()
+            transfer = nil
+            logger.warning("SET_DEVICE_STATE_FD while a \(old.direction == .save ? "save" : "load") was in progress: that one is abandoned")
+        }
         var bytes: [UInt8] = []
         if dir == .save, let why = dirtyLog.failure {
             // Pages this daemon wrote may be missing from the copy: the migration must fail.
@@ -317,7 +324,7 @@ extension Backend {
             return .replied
         }
         transfer = nil
-        let (bytes, error) = t.finish()
+        let (bytes, error) = t.finish(withinMs: DeviceStateTransfer.checkDeadlineMs)
         if let error {
             logger.error("device state \(t.direction == .save ? "save" : "load") failed: \(error)")
             sendU64(h, 1)

@@ -27,9 +27,15 @@ public struct DeviceStateTransferPayload: Equatable, Sendable {
 
 /// One state transfer over the front-end's pipe, on its own thread so the
 /// guest thread never blocks on a pipe QEMU reads or writes at its own pace.
-/// CHECK_DEVICE_STATE waits for it (bounded by `deadlineSeconds`).
+/// CHECK_DEVICE_STATE waits for it, briefly (`checkDeadlineMs`).
 final class DeviceStateTransfer: @unchecked Sendable {
+    /// How long the transfer thread waits for the front-end to move the pipe.
     static let deadlineSeconds: Int32 = 30
+    /// How long CHECK_DEVICE_STATE waits for the transfer to end. QEMU ends
+    /// it before it asks (it closes the pipe it wrote, or reads it to its
+    /// end), so what is left is at most a pipe's worth of bytes: a front-end
+    /// that asks earlier gets a failure, not a guest thread held for 30 s.
+    static let checkDeadlineMs: Int32 = 2000
     let direction: DeviceStateTransferPayload.Direction
     private let limit: Int
     private var thread: OSThread?
@@ -39,6 +45,10 @@ final class DeviceStateTransfer: @unchecked Sendable {
     private var cancelFD: Int32 { cancelDoorbell.rawValue }
     /// Set by the transfer thread once: the bytes read (load) or nil, and an error.
     private let outcome = Mutex<(done: Bool, bytes: [UInt8], error: String?)>((false, [], nil))
+    /// Rung by the transfer thread when `outcome` is set; -1 when none could
+    /// be made (`finish(withinMs:)` then waits in short sleeps).
+    private let doneDoorbell = FileDescriptor(taking: eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK)))
+    private var isDone: Bool { outcome.withLock { $0.done } }
 
     /// Save: writes `bytes` to `fd`, then closes it. Load: reads `fd` to its
     /// end (at most `limit` bytes), then closes it. Takes `fd`.
@@ -80,6 +90,7 @@ final class DeviceStateTransfer: @unchecked Sendable {
             }
         }
         outcome.withLock { $0 = (true, got, error) }
+        if doneDoorbell.rawValue >= 0 { EventFD.signal(doneDoorbell.rawValue) }
     }
 
     private func wait(_ fd: Int32, _ events: Int16) -> Bool {
@@ -97,5 +108,26 @@ final class DeviceStateTransfer: @unchecked Sendable {
     func finish() -> (bytes: [UInt8], error: String?) {
         thread?.join()
         return outcome.withLock { ($0.bytes, $0.error) }
+    }
+
+    /// CHECK_DEVICE_STATE: the transfer's outcome if it ends within `ms`;
+    /// otherwise it is cancelled and fails.
+    func finish(withinMs ms: Int32) -> (bytes: [UInt8], error: String?) {
+        let deadline = ContinuousClock.now + .milliseconds(Int(ms))
+        while !isDone {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { break }
+            let leftMs = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            if doneDoorbell.rawValue >= 0 {
+                var p = pollfd(fd: doneDoorbell.rawValue, events: Int16(POLLIN), revents: 0)
+                _ = poll(&p, 1, leftMs)
+            } else {
+                usleep(useconds_t(min(leftMs, 10)) * 1000)
+            }
+        }
+        if isDone { return finish() }
+        cancel()
+        _ = finish()
+        return ([], "the transfer had not ended \(ms) ms after CHECK_DEVICE_STATE (the front-end ends it first: it closes the pipe it writes, or reads that pipe to its end)")
     }
 }

@@ -34,4 +34,52 @@ import Glibc
         try next.start()
         #expect(ContinuousClock.now - start < .seconds(5), "the next front-end waited \(ContinuousClock.now - start)")
     }
+    /// A front-end that starts a device-state load on an fd that never
+    /// delivers, then starts another (found by the long `vhost-user` fuzz run
+    /// as a 10 s timeout): the new transfer replaces the old one at once.
+    @Test func deviceStateLoadTwiceOnAnFDThatNeverDelivers() throws {
+        let h = try Harness()
+        let fe = try Self.stoppedWithDeviceState(h)
+        let never = eventfd(0, Int32(EFD_CLOEXEC))
+        defer { close(never) }
+        #expect(try Self.setDeviceStateFD(fe, .load, never) == 0)
+        // Before the fix the guest thread joined the first transfer: ~30 s.
+        let start = ContinuousClock.now
+        #expect(try Self.setDeviceStateFD(fe, .load, never) == 0)
+        #expect(ContinuousClock.now - start < .seconds(5), "the second SET_DEVICE_STATE_FD waited \(ContinuousClock.now - start)")
+    }
+
+    /// CHECK_DEVICE_STATE while the front-end has not ended the transfer
+    /// (QEMU ends it first: it closes the pipe it wrote, or reads it to its
+    /// end): the answer is a failure, soon, not after the transfer's 30 s.
+    @Test func checkDeviceStateBeforeTheTransferEnded() throws {
+        let h = try Harness()
+        let fe = try Self.stoppedWithDeviceState(h)
+        let never = eventfd(0, Int32(EFD_CLOEXEC))
+        defer { close(never) }
+        #expect(try Self.setDeviceStateFD(fe, .load, never) == 0)
+        let start = ContinuousClock.now
+        #expect(try fe.getU64(.checkDeviceState) != 0, "a load that received no end of state was taken")
+        #expect(ContinuousClock.now - start < .seconds(5), "CHECK_DEVICE_STATE waited \(ContinuousClock.now - start)")
+        // The guest thread serves the connection again.
+        #expect(try fe.getU64(.getFeatures) != 0)
+    }
+
+    static func stoppedWithDeviceState(_ h: Harness) throws -> TestFrontEnd {
+        let fe = try TestFrontEnd(path: h.socket(1))
+        try fe.start()
+        _ = try fe.stopQueues()
+        let proto = try fe.getU64(.getProtocolFeatures)
+        #expect(proto & VhostUserProtocolFeature.deviceState != 0)
+        try fe.send(.setProtocolFeatures, payload: TestFrontEnd.u64(proto))
+        return fe
+    }
+
+    /// SET_DEVICE_STATE_FD's reply code (bits 0-7).
+    static func setDeviceStateFD(_ fe: TestFrontEnd, _ d: DeviceStateTransferPayload.Direction, _ fd: Int32) throws -> UInt64 {
+        var b = [UInt8](repeating: 0, count: DeviceStateTransferPayload.size)
+        b.withUnsafeMutableBytes { DeviceStateTransferPayload(direction: d.rawValue, phase: 0).encode(into: $0) }
+        try fe.send(.setDeviceStateFD, payload: b, fds: [fd])
+        return try fe.receive().1.withUnsafeBytes { $0.le64(0) } & 0xFF
+    }
 }
