@@ -30,12 +30,16 @@ extension Backend {
             logger.info("dirty-page logging \(logAll ? "on (a migration copies guest RAM)" : "off")")
         }
         dirtyLog.setLogAll(logAll)
-        for v in vrings where v.queue != nil {
-            v.queue!.eventIdx = f & RingFeature.eventIdx != 0
-            v.queue!.indirect = f & RingFeature.indirectDesc != 0
+        for v in vrings {
+            changing(v) {
+                if v.queue != nil {
+                    v.queue!.eventIdx = f & RingFeature.eventIdx != 0
+                    v.queue!.indirect = f & RingFeature.indirectDesc != 0
+                }
+                // Without PROTOCOL_FEATURES rings are enabled as soon as they start.
+                if f & VirtioFeature.protocolFeatures == 0 { v.enabled = true }
+            }
         }
-        // Without PROTOCOL_FEATURES rings are enabled as soon as they start.
-        if f & VirtioFeature.protocolFeatures == 0 { for v in vrings { v.enabled = true } }
         return .ok
     }
 
@@ -128,10 +132,21 @@ extension Backend {
     func setVringAddr(_ p: UnsafeRawBufferPointer) -> Outcome {
         guard let a = VringAddrPayload.decode(p) else { return .failed("payload of \(p.count) bytes, expected \(VringAddrPayload.size)") }
         guard let v = vring(a.index) else { return badIndex(a.index) }
-        v.addr = a
-        if v.started && !buildQueue(v) { return .failed("queue \(a.index) ring addresses are not inside the memory table") }
-        if !v.started && v.kickSet && v.size > 0 { return startRing(v) }
-        return .ok
+        guard v.started else {
+            v.addr = a
+            if v.kickSet && v.size > 0 { return startRing(v) }
+            return .ok
+        }
+        // A running ring (QEMU sets the log flag at a migration's start): a
+        // refusal leaves it as it was.
+        return changing(v) {
+            guard let q = makeQueue(v, a) else {
+                return .failed("queue \(a.index) ring addresses (desc 0x\(String(a.desc, radix: 16)), avail 0x\(String(a.avail, radix: 16)), used 0x\(String(a.used, radix: 16))) are not inside the memory table, or misaligned; the ring runs on at its old ones")
+            }
+            v.addr = a
+            v.queue = q
+            return .ok
+        }
     }
 
     func setVringBase(_ p: UnsafeRawBufferPointer) -> Outcome {
@@ -172,7 +187,8 @@ extension Backend {
         switch kind {
         case .call:
             let raw = fd?.rawValue
-            v.call = fd
+            // The device's own thread signals it (kickq): never close it under that thread.
+            changing(v) { v.call = fd.take() }
             // A signal the device sent to the previous call fd may be lost
             // (QEMU starts a ring on its "masked" notifier, then gives the
             // guest's), and under EVENT_IDX a driver that missed it is never
@@ -199,9 +215,7 @@ extension Backend {
         }
         let was = v.enabled
         if v.handedOver {
-            takeBack(v, .changing)
-            v.enabled = s.num == 1
-            handOver(v)
+            changing(v) { v.enabled = s.num == 1 }
             return .ok
         }
         v.enabled = s.num == 1

@@ -73,23 +73,45 @@ extension Backend {
         v.handedOver = false
     }
 
+    /// Runs `change` on a ring the device may be serving on its own thread:
+    /// the guest thread touches it only once it is taken back, and it is
+    /// handed over again after if it can still run. Every change of a started
+    /// ring from a front-end message goes through here (or `installMemory`).
+    func changing<T>(_ v: Vring, _ change: () -> T) -> T {
+        let wasHandedOver = v.handedOver
+        takeBack(v, .changing)
+        defer {
+            if wasHandedOver, v.started, v.queue != nil, v.brokenReason == nil, device.servesQueueItself(v.index) { handOver(v) }
+        }
+        return change()
+    }
+
     @discardableResult
     func buildQueue(_ v: Vring) -> Bool {
-        guard let a = v.addr, v.size > 0 else { return false }
+        guard let a = v.addr, let q = makeQueue(v, a) else {
+            v.queue = nil
+            return false
+        }
+        v.queue = q
+        return true
+    }
+
+    /// The ring at `a`, resolved against the current memory table; nil (with a
+    /// warning) when it is not inside it. Resumes from the live indices when
+    /// the ring runs.
+    func makeQueue(_ v: Vring, _ a: VringAddrPayload) -> SplitQueue? {
+        guard v.size > 0 else { return nil }
         do {
             let layout = try SplitQueue.layout(size: v.size, desc: a.desc, avail: a.avail, used: a.used) { memory.translate(userAddr: $0, length: $1) }
-            // Resume from the live indices when re-resolving a running queue.
             var q = SplitQueue(size: v.size, layout: layout,
                                base: v.queue?.lastAvailIdx ?? v.base, usedIdx: v.queue?.usedIdx,
                                eventIdx: ackedFeatures & RingFeature.eventIdx != 0,
                                indirect: ackedFeatures & RingFeature.indirectDesc != 0)
             q.usedLog = a.flags & VringAddrPayload.logFlag != 0 ? (dirtyLog, a.log) : nil
-            v.queue = q
-            return true
+            return q
         } catch {
             logger.warning("queue \(v.index): \(error)")
-            v.queue = nil
-            return false
+            return nil
         }
     }
 
